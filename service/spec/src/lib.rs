@@ -1,0 +1,19 @@
+//! The on-disk contract between `kiln build`, which writes it, and `service`, which reads it:
+//! `runtime.json`, the checks on `config.json`, and the `/containers` bundle layout.
+//! Runs in: the build host and the supervisor alike. It reads files and never changes the system.
+//! Mirrors LinuxKit's `Runtime` (src/moby/config.go and pkg/init/cmd/service/prepare.go), kept in one place.
+#![forbid(unsafe_code)]
+
+pub mod bundle;
+pub mod config;
+mod json;
+pub mod layout;
+pub mod problem;
+pub mod runtime;
+pub mod signal;
+
+pub use bundle::check_bundle;
+pub use json::LoadError;
+pub use layout::{Bundle, Layout, Section};
+pub use problem::Problem;
+pub use runtime::Runtime;
