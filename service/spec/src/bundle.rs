@@ -2,7 +2,7 @@
 //! problem named by file and field, without running anything.
 //! Runs in: `service check`, the supervisor before it creates a container, the builder's tests.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::layout::Bundle;
 use crate::problem::Problem;
@@ -61,11 +61,7 @@ pub fn check_bundle(bundle: &Bundle) -> Vec<Problem> {
 /// The root filesystem (`root.path`, normally `rootfs/`) must be there; in a writable bundle it is
 /// the mount point for the overlay of `lower/`.
 fn check_rootfs(bundle: &Bundle, root_path: Option<PathBuf>) -> Option<Problem> {
-    let root = match root_path {
-        Some(path) if path.is_absolute() => path,
-        Some(path) if !path.as_os_str().is_empty() => bundle.dir.join(path),
-        _ => bundle.rootfs(),
-    };
+    let root = root_dir(&bundle.dir, root_path.as_deref());
     if root.is_dir() {
         return None;
     }
@@ -78,4 +74,13 @@ fn check_rootfs(bundle: &Bundle, root_path: Option<PathBuf>) -> Option<Problem> 
         "rootfs",
         format!("{what} {} is missing", root.display()),
     ))
+}
+
+/// The root filesystem directory of a bundle: config.json's `root.path`, relative to the bundle
+/// unless absolute; `rootfs` when not given.
+pub fn root_dir(bundle_dir: &Path, root_path: Option<&Path>) -> PathBuf {
+    match root_path {
+        Some(path) if !path.as_os_str().is_empty() => bundle_dir.join(path),
+        _ => bundle_dir.join("rootfs"),
+    }
 }

@@ -1,5 +1,5 @@
-//! `service`: the command that runs on an image beside PID 1. Today it checks bundles; it grows
-//! into the supervisor daemon, the embedded OCI runtime and the control-socket client.
+//! `service`: the command that runs on an image beside PID 1: it checks bundles and embeds the
+//! OCI runtime; it grows into the supervisor daemon and the control-socket client.
 //! Runs in: the image (as root), or on a build host for `service check`.
 #![forbid(unsafe_code)]
 
@@ -30,11 +30,14 @@ enum Command {
         /// Bundle directories to check.
         bundles: Vec<PathBuf>,
     },
+    /// The embedded OCI runtime, with runc's command line.
+    Runtime(runtime::cli::RuntimeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { path, bundles } => check::run(path.as_deref(), &bundles),
+        Command::Runtime(args) => runtime::cli::run(args),
     }
 }

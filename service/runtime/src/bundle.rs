@@ -1,0 +1,173 @@
+//! A bundle made ready for libcontainer: checked in our words first (config.json, root
+//! filesystem, mount types, terminal, cgroups path), then turned into the spec the container is
+//! created from, with an absolute root and an explicit cgroups path that can never be `/` or
+//! the runtime's own cgroup.
+//! Runs in: the runtime, before every create. Reads /proc/filesystems and /proc/self/cgroup.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use libcontainer::oci_spec::runtime::{Linux, RootBuilder, Spec};
+use spec::{LoadError, Problem};
+
+use crate::error::Error;
+
+/// Filesystem types that may be built as modules and so be missing from /proc/filesystems
+/// until first mounted (the kernel loads them on demand).
+const LOADABLE_FILESYSTEMS: [&str; 14] = [
+    "overlay", "squashfs", "erofs", "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "iso9660",
+    "nfs", "nfs4", "9p", "fuse",
+];
+
+/// Mount types that are not filesystem types.
+const BIND_TYPES: [&str; 3] = ["bind", "rbind", "none"];
+
+/// Loads and checks `<bundle>/config.json` and returns the spec to create container `id` from.
+pub(crate) fn prepare(bundle: &Path, id: &str, cgroup_parent: &str) -> Result<Spec, Error> {
+    let fail = |problems: Vec<Problem>| Error::Bundle {
+        bundle: bundle.to_owned(),
+        problems,
+    };
+    if !bundle.is_dir() {
+        return Err(fail(vec![Problem::new(".", "not a directory")]));
+    }
+    let mut spec = spec::config::load(bundle).map_err(|err| match &err {
+        LoadError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            fail(vec![Problem::new(
+                spec::config::FILE_NAME,
+                format!("missing: {} does not exist", path.display()),
+            )])
+        }
+        _ => fail(vec![in_config(err.problem())]),
+    })?;
+
+    let mut problems: Vec<Problem> = spec::config::check(&spec)
+        .into_iter()
+        .map(in_config)
+        .collect();
+    let root = spec::bundle::root_dir(
+        bundle,
+        spec.root().as_ref().map(|root| root.path().as_path()),
+    );
+    if !root.is_dir() {
+        problems.push(Problem::new(
+            "rootfs",
+            format!("the root filesystem {} is missing", root.display()),
+        ));
+    }
+    if spec.process().as_ref().and_then(|p| p.terminal()) == Some(true) {
+        problems.push(in_config(Problem::new(
+            "process.terminal",
+            "a terminal needs a console socket, which this runtime does not offer: set it to false",
+        )));
+    }
+    problems.extend(check_mount_types(&spec).into_iter().map(in_config));
+    let cgroups_path = match cgroups_path(&spec, id, cgroup_parent) {
+        Ok(path) => Some(path),
+        Err(problem) => {
+            problems.push(in_config(problem));
+            None
+        }
+    };
+    if !problems.is_empty() {
+        return Err(fail(problems));
+    }
+
+    let readonly = spec.root().as_ref().and_then(|root| root.readonly());
+    let mut new_root = RootBuilder::default().path(root);
+    if let Some(readonly) = readonly {
+        new_root = new_root.readonly(readonly);
+    }
+    spec.set_root(Some(new_root.build().map_err(|err| {
+        fail(vec![in_config(Problem::new("root", err.to_string()))])
+    })?));
+    let mut linux = spec.linux().clone().unwrap_or_else(Linux::default);
+    linux.set_cgroups_path(cgroups_path);
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
+
+fn in_config(problem: Problem) -> Problem {
+    Problem::new(
+        format!("{}: {}", spec::config::FILE_NAME, problem.field),
+        problem.message,
+    )
+}
+
+fn check_mount_types(spec: &Spec) -> Vec<Problem> {
+    let known = known_filesystems();
+    let mut problems = Vec::new();
+    for (i, mount) in spec.mounts().iter().flatten().enumerate() {
+        let Some(kind) = mount.typ().as_deref().filter(|kind| !kind.is_empty()) else {
+            continue;
+        };
+        if !BIND_TYPES.contains(&kind) && !known.contains(kind) {
+            problems.push(Problem::new(
+                format!("mounts[{i}].type"),
+                format!("unknown filesystem type `{kind}` (not in /proc/filesystems)"),
+            ));
+        }
+    }
+    problems
+}
+
+fn known_filesystems() -> HashSet<String> {
+    let listed = fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    listed
+        .lines()
+        .filter_map(|line| line.split_whitespace().last())
+        .map(str::to_owned)
+        .chain(LOADABLE_FILESYSTEMS.iter().map(|kind| (*kind).to_owned()))
+        .collect()
+}
+
+/// The cgroups path the container gets: `linux.cgroupsPath`, or `<parent>/<id>`. It must be
+/// absolute, below the root, and must not hold the runtime's own cgroup: deleting a container
+/// kills every process in its cgroup.
+fn cgroups_path(spec: &Spec, id: &str, cgroup_parent: &str) -> Result<PathBuf, Problem> {
+    let field = "linux.cgroupsPath";
+    let path = spec
+        .linux()
+        .as_ref()
+        .and_then(|linux| linux.cgroups_path().clone())
+        .filter(|path| !path.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new(cgroup_parent).join(id));
+    if !path.is_absolute() {
+        return Err(Problem::new(
+            field,
+            format!("`{}` is not an absolute path", path.display()),
+        ));
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err(Problem::new(
+            field,
+            format!("`{}` may not contain `..` or `.`", path.display()),
+        ));
+    }
+    if path.components().count() < 2 {
+        return Err(Problem::new(
+            field,
+            "`/` is the root cgroup: give the container a cgroup of its own",
+        ));
+    }
+    let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for line in own.lines() {
+        let Some(own_path) = line.splitn(3, ':').nth(2) else {
+            continue;
+        };
+        if Path::new(own_path).starts_with(&path) {
+            return Err(Problem::new(
+                field,
+                format!(
+                    "`{}` holds the runtime's own cgroup ({line}): deleting the container would kill the runtime",
+                    path.display()
+                ),
+            ));
+        }
+    }
+    Ok(path)
+}

@@ -1,0 +1,276 @@
+//! `service runtime ...`: the runc-compatible command line of the embedded runtime, so that
+//! scripts and tests written for runc work unchanged.
+//! Runs in: the `service` binary, single-threaded (the supervisor re-executes itself with
+//! `runtime create` to create containers).
+//! Mirrors runc's commands and flags (create, start, state, kill, delete, run, exec, list).
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::container::{CreateOptions, Runtime, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT};
+use crate::error::Error;
+use crate::state::State;
+
+/// `service runtime`: global options and the command.
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    /// Directory for container state.
+    #[arg(long, global = true, default_value = DEFAULT_ROOT)]
+    root: PathBuf,
+    /// Cgroup under which a container without linux.cgroupsPath gets <parent>/<id>.
+    #[arg(long, global = true, default_value = DEFAULT_CGROUP_PARENT)]
+    cgroup_parent: String,
+    /// Write error messages to this file (appended) instead of stderr.
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Accepted for runc compatibility; messages are plain text.
+    #[arg(long, global = true, hide = true)]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a container from a bundle; its process waits for `start`.
+    Create {
+        #[command(flatten)]
+        create: CreateArgs,
+    },
+    /// Start a created container.
+    Start { id: String },
+    /// Print a container's OCI state as JSON.
+    State { id: String },
+    /// Send a signal (default SIGTERM) to a container's init, or to all its processes.
+    Kill {
+        /// Signal every process in the container's cgroup.
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        /// A name (TERM, SIGTERM) or number.
+        signal: Option<String>,
+    },
+    /// Delete a stopped or created container (any container with --force).
+    Delete {
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Create and start a container; in the foreground, wait for it, delete it and exit with its
+    /// exit code (128+N when killed by signal N).
+    Run {
+        /// Return once the container has started.
+        #[arg(short, long)]
+        detach: bool,
+        #[command(flatten)]
+        create: CreateArgs,
+    },
+    /// Run a command in a running container's namespaces and cgroup; exits with its exit code.
+    Exec {
+        /// Refused: containers get no terminal.
+        #[arg(short, long)]
+        tty: bool,
+        /// Refused: containers get no terminal.
+        #[arg(long)]
+        console_socket: Option<PathBuf>,
+        id: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: Format,
+        /// Print ids only.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// The bundle directory (config.json and the root filesystem).
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Write the container init's pid here.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root (for a root on initramfs).
+    #[arg(long)]
+    no_pivot: bool,
+    /// Refused: containers get no terminal.
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    id: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+const NO_TERMINAL: &str =
+    "terminals are not supported: containers run with process.terminal false and no console socket";
+
+/// Runs one `service runtime` command; the exit code follows runc.
+pub fn run(args: RuntimeArgs) -> ExitCode {
+    let runtime = Runtime::new(&args.root).with_cgroup_parent(&args.cgroup_parent);
+    match dispatch(&runtime, args.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            report(args.log.as_deref(), &err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(runtime: &Runtime, command: Command) -> Result<u8, Error> {
+    match command {
+        Command::Create { create } => {
+            let (id, bundle, options) = create_options(create, true)?;
+            runtime.create(&id, &bundle, options)?;
+        }
+        Command::Start { id } => runtime.start(&id)?,
+        Command::State { id } => print_json(&runtime.state(&id)?)?,
+        Command::Kill { all, id, signal } => {
+            let name = signal.as_deref().unwrap_or("SIGTERM");
+            let signal = spec::signal::parse(name).ok_or(Error::Unsupported("unknown signal"))?;
+            runtime.kill(&id, signal, all)?;
+        }
+        Command::Delete { force, id } => runtime.delete(&id, force)?,
+        Command::Run { detach, create } => {
+            let (id, bundle, options) = create_options(create, false)?;
+            if detach {
+                runtime.create(&id, &bundle, options)?;
+                if let Err(err) = runtime.start(&id) {
+                    let _ = runtime.delete(&id, true);
+                    return Err(err);
+                }
+            } else {
+                return Ok(clamp(runtime.run(&id, &bundle, options)?));
+            }
+        }
+        Command::Exec {
+            tty,
+            console_socket,
+            id,
+            command,
+        } => {
+            if tty || console_socket.is_some() {
+                return Err(Error::Unsupported(NO_TERMINAL));
+            }
+            return Ok(clamp(runtime.exec(&id, command)?));
+        }
+        Command::List { format, quiet } => list(runtime, format, quiet)?,
+    }
+    Ok(0)
+}
+
+fn create_options(
+    args: CreateArgs,
+    as_sibling: bool,
+) -> Result<(String, PathBuf, CreateOptions), Error> {
+    if args.console_socket.is_some() {
+        return Err(Error::Unsupported(NO_TERMINAL));
+    }
+    let options = CreateOptions {
+        pid_file: args.pid_file,
+        no_pivot: args.no_pivot,
+        as_sibling,
+        ..CreateOptions::default()
+    };
+    Ok((args.id, args.bundle, options))
+}
+
+/// Exit codes outside 0..=255 cannot occur for a process; clamp defensively.
+fn clamp(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(u8::MAX)
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|err| Error::io("print", "stdout", io::Error::other(err)))?;
+    writeln!(io::stdout(), "{text}").map_err(|err| Error::io("print", "stdout", err))
+}
+
+fn list(runtime: &Runtime, format: Format, quiet: bool) -> Result<(), Error> {
+    let states = runtime.list()?;
+    let mut out = io::stdout().lock();
+    let write_error = |err| Error::io("print", "stdout", err);
+    if quiet {
+        for state in &states {
+            writeln!(out, "{}", state.id).map_err(write_error)?;
+        }
+        return Ok(());
+    }
+    match format {
+        Format::Json => {
+            drop(out);
+            print_json(&states)
+        }
+        Format::Table => out
+            .write_all(table(&states).as_bytes())
+            .map_err(write_error),
+    }
+}
+
+/// runc's list table: ID, PID, STATUS, BUNDLE, CREATED, OWNER, in aligned columns.
+fn table(states: &[State]) -> String {
+    let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(str::to_owned);
+    let rows: Vec<[String; 6]> = std::iter::once(header)
+        .chain(states.iter().map(|state| {
+            [
+                state.id.clone(),
+                state.pid.to_string(),
+                state.status.to_string(),
+                state.bundle.display().to_string(),
+                state.created.clone().unwrap_or_default(),
+                state.owner.clone(),
+            ]
+        }))
+        .collect();
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let mut text = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        text.push_str(cells.join("   ").trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// Prints an error with its causes on one line, to the log file when given, else to stderr.
+fn report(log: Option<&Path>, err: &Error) {
+    let mut message = format!("service runtime: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        // libcontainer's messages often repeat their cause; print each text once.
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(&format!(": {text}"));
+        }
+        source = cause.source();
+    }
+    if let Some(path) = log {
+        if let Ok(mut file) = OpenOptions::new().create(true).append(true).open(path) {
+            if writeln!(file, "{message}").is_ok() {
+                return;
+            }
+        }
+    }
+    let _ = writeln!(io::stderr(), "{message}");
+}

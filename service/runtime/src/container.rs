@@ -1,0 +1,330 @@
+//! The runtime's operations on containers kept under a state root: create, start, state, kill,
+//! delete, list, exec and run.
+//! Runs in: a single-threaded process (see the crate header). Create and exec clone children
+//! that run Rust code before exec; a second thread holding a lock would deadlock them.
+//! Mirrors runc's lifecycle rules: start only a created container, delete a running one only
+//! with force, refuse an id that exists.
+
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::{Container, ContainerStatus};
+use libcontainer::error::LibcontainerError;
+use libcontainer::signal::Signal as ContainerSignal;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use crate::bundle;
+use crate::error::Error;
+use crate::executor::ResetSignalsExecutor;
+use crate::state::{State, Status};
+use crate::wait;
+
+/// Where container state lives unless `--root` says otherwise.
+pub const DEFAULT_ROOT: &str = "/run/kiln/runtime";
+/// The cgroup under which containers without `linux.cgroupsPath` get `<parent>/<id>`.
+pub const DEFAULT_CGROUP_PARENT: &str = "/kiln";
+
+/// The directory under the state root where the prepared spec of a container being created
+/// is written for libcontainer to read; removed when create returns.
+const PREPARED_DIR: &str = ".prepared";
+
+/// How to create a container.
+#[derive(Debug, Default)]
+pub struct CreateOptions {
+    /// Where to write the container init's pid.
+    pub pid_file: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root (needed on an initramfs root).
+    pub no_pivot: bool,
+    /// Make the container init a child of the caller's parent (the supervisor that started this
+    /// helper) instead of the caller.
+    pub as_sibling: bool,
+    /// The container's stdio; inherited from the caller where `None`.
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// Containers under one state root.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    root: PathBuf,
+    cgroup_parent: String,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self::new(DEFAULT_ROOT)
+    }
+}
+
+impl Runtime {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            cgroup_parent: DEFAULT_CGROUP_PARENT.to_owned(),
+        }
+    }
+
+    /// Sets the cgroup under which containers without `linux.cgroupsPath` are placed.
+    pub fn with_cgroup_parent(mut self, parent: impl Into<String>) -> Self {
+        self.cgroup_parent = parent.into();
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn cgroup_parent(&self) -> &str {
+        &self.cgroup_parent
+    }
+
+    /// Creates container `id` from `bundle`, leaving its init waiting for [`Runtime::start`];
+    /// returns the init's pid. On failure nothing is left behind: state directory, cgroups and
+    /// processes are removed, so the same id can be created again.
+    pub fn create(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<Pid, Error> {
+        check_id(id)?;
+        if self.container_dir(id).exists() {
+            return Err(Error::Exists { id: id.to_owned() });
+        }
+        let bundle = fs::canonicalize(bundle).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => Error::Bundle {
+                bundle: bundle.to_owned(),
+                problems: vec![spec::Problem::new(".", "does not exist")],
+            },
+            _ => Error::io("resolve bundle", bundle, source),
+        })?;
+        let spec = bundle::prepare(&bundle, id, &self.cgroup_parent)?;
+
+        let prepared = self.root.join(PREPARED_DIR).join(id);
+        fs::create_dir_all(&prepared).map_err(|err| Error::io("create", &prepared, err))?;
+        let config = prepared.join(spec::config::FILE_NAME);
+        let written = spec
+            .save(&config)
+            .map_err(|err| Error::io("write", &config, io::Error::other(err)));
+        let result = written.and_then(|()| self.build(id, &prepared, options));
+        let _ = fs::remove_dir_all(&prepared);
+        // Gone once no other create is in progress; another one's files keep it.
+        let _ = fs::remove_dir(self.root.join(PREPARED_DIR));
+
+        match result {
+            Ok(mut container) => {
+                // libcontainer records the prepared copy's directory; the OCI state names the
+                // bundle the caller gave.
+                container.state.bundle = bundle;
+                container
+                    .save()
+                    .map_err(|err| Error::runtime("save state of", id, err))?;
+                container.pid().ok_or_else(|| {
+                    Error::runtime("create", id, io::Error::other("no init pid recorded"))
+                })
+            }
+            Err(err) => {
+                self.clean_up_failed_create(id);
+                Err(err)
+            }
+        }
+    }
+
+    fn build(&self, id: &str, prepared: &Path, options: CreateOptions) -> Result<Container, Error> {
+        let create_error = |err: LibcontainerError| Error::runtime("create", id, err);
+        let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
+            .with_root_path(&self.root)
+            .map_err(create_error)?
+            .with_executor(ResetSignalsExecutor);
+        if let Some(pid_file) = options.pid_file {
+            builder = builder
+                .with_pid_file(Some(pid_file))
+                .map_err(create_error)?;
+        }
+        if let Some(fd) = options.stdin {
+            builder = builder.with_stdin(fd);
+        }
+        if let Some(fd) = options.stdout {
+            builder = builder.with_stdout(fd);
+        }
+        if let Some(fd) = options.stderr {
+            builder = builder.with_stderr(fd);
+        }
+        builder
+            .validate_id()
+            .map_err(|_| Error::InvalidId { id: id.to_owned() })?
+            .as_init(prepared)
+            .with_systemd(false)
+            .with_detach(true)
+            .with_no_pivot(options.no_pivot)
+            .as_sibling(options.as_sibling)
+            .build()
+            .map_err(create_error)
+    }
+
+    /// After a failed create: kill what was started, remove cgroups and the state directory.
+    fn clean_up_failed_create(&self, id: &str) {
+        let dir = self.container_dir(id);
+        if let Ok(mut container) = Container::load(dir.clone()) {
+            let _ = container.delete(true);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    /// Starts a created container: its init execs the process.
+    pub fn start(&self, id: &str) -> Result<(), Error> {
+        let mut container = self.load(id)?;
+        if container.status() != ContainerStatus::Created {
+            return Err(self.wrong_state(id, "start", &container));
+        }
+        container
+            .start()
+            .map_err(|err| Error::runtime("start", id, err))
+    }
+
+    /// The OCI state of container `id`.
+    pub fn state(&self, id: &str) -> Result<State, Error> {
+        Ok(State::of(&self.load(id)?))
+    }
+
+    /// Sends `signal` to the container's init, or with `all` to every process in its cgroup.
+    pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<(), Error> {
+        let mut container = self.load(id)?;
+        let stopped = matches!(container.status(), ContainerStatus::Stopped);
+        if !(container.can_kill() || all && stopped) {
+            return Err(self.wrong_state(id, "kill", &container));
+        }
+        let signal = ContainerSignal::try_from(signal as i32)
+            .map_err(|err| Error::runtime("kill", id, io::Error::other(err.to_string())))?;
+        match container.kill(signal, all) {
+            Ok(()) => Ok(()),
+            // libcontainer records the state after signalling; when the signal ended the
+            // container and its owner deleted it meanwhile (`run` does), there is nothing left
+            // to record.
+            Err(_) if !self.container_dir(id).exists() => Ok(()),
+            Err(err) => Err(Error::runtime("kill", id, err)),
+        }
+    }
+
+    /// Deletes a stopped or created container (any container with `force`): kills what is left
+    /// in its cgroup, removes its cgroups and its state. With `force` a missing container is
+    /// not an error, as with runc.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
+        let mut container = match self.load(id) {
+            Ok(container) => container,
+            Err(Error::NotFound { .. }) if force => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let deletable = matches!(
+            container.status(),
+            ContainerStatus::Stopped | ContainerStatus::Created
+        );
+        if !deletable && !force {
+            return Err(self.wrong_state(id, "delete", &container));
+        }
+        container
+            .delete(force)
+            .map_err(|err| Error::runtime("delete", id, err))
+    }
+
+    /// Every container under the state root, by id.
+    pub fn list(&self) -> Result<Vec<State>, Error> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(Error::io("list", &self.root, err)),
+        };
+        let mut states = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|err| Error::io("list", &self.root, err))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !entry.path().is_dir() {
+                continue;
+            }
+            if let Ok(container) = Container::load(entry.path()) {
+                states.push(State::of(&container));
+            }
+        }
+        states.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(states)
+    }
+
+    /// Runs `args` in the namespaces and cgroup of running container `id`, with the container's
+    /// environment, user and capabilities; waits for it and returns its exit code.
+    pub fn exec(&self, id: &str, args: Vec<String>) -> Result<i32, Error> {
+        let container = self.load(id)?;
+        if container.status() != ContainerStatus::Running {
+            return Err(self.wrong_state(id, "exec in", &container));
+        }
+        if args.is_empty() {
+            return Err(Error::Unsupported("exec needs a command to run"));
+        }
+        let exec_error = |err: LibcontainerError| Error::runtime("exec in", id, err);
+        let pid = ContainerBuilder::new(id.to_owned(), SyscallType::default())
+            .with_root_path(&self.root)
+            .map_err(exec_error)?
+            .with_executor(ResetSignalsExecutor)
+            .as_tenant()
+            .with_container_args(args)
+            .with_detach(false)
+            .as_sibling(false)
+            .build()
+            .map_err(exec_error)?;
+        wait::wait_forwarding(pid).map_err(|err| Error::runtime("wait for exec in", id, err))
+    }
+
+    /// Creates and starts container `id`, waits for it, deletes it and returns its exit code
+    /// (`run` without `--detach`).
+    pub fn run(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<i32, Error> {
+        let options = CreateOptions {
+            as_sibling: false,
+            ..options
+        };
+        let pid = self.create(id, bundle, options)?;
+        if let Err(err) = self.start(id) {
+            let _ = self.delete(id, true);
+            return Err(err);
+        }
+        let code = wait::wait_forwarding(pid).map_err(|err| Error::runtime("wait for", id, err));
+        let deleted = self.delete(id, true);
+        let code = code?;
+        deleted?;
+        Ok(code)
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    fn load(&self, id: &str) -> Result<Container, Error> {
+        check_id(id)?;
+        let dir = self.container_dir(id);
+        if !dir.join("state.json").exists() {
+            return Err(Error::NotFound { id: id.to_owned() });
+        }
+        Container::load(dir).map_err(|err| Error::runtime("load", id, err))
+    }
+
+    fn wrong_state(&self, id: &str, operation: &'static str, container: &Container) -> Error {
+        Error::WrongState {
+            id: id.to_owned(),
+            operation,
+            status: Status::from(container.status()),
+        }
+    }
+}
+
+/// Ids name directories: no separators, no dot-names, nothing that could escape the root.
+fn check_id(id: &str) -> Result<(), Error> {
+    let valid = !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::InvalidId { id: id.to_owned() })
+    }
+}

@@ -1,0 +1,149 @@
+//! The last step in the container's init (and in exec'd processes): find the program, restore
+//! default signal dispositions and an empty signal mask, and exec it.
+//! Runs in: the container's init process after clone, inside the container's namespaces and
+//! root, just before exec. Rust ignores SIGPIPE at start-up and the caller may block signals;
+//! without the reset every container would inherit both.
+//! Mirrors runc's `libcontainer/standard_init_linux.go` (signal reset via Go's runtime) and
+//! execve(2) / signal(7): ignored dispositions and the mask survive exec.
+
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
+use nix::sys::signal::{
+    sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+};
+
+/// The search path when the container's environment has no PATH (as execvp's default, widened
+/// to the sbin directories that images use).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Executes `process.args` with signals reset.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ResetSignalsExecutor;
+
+impl Executor for ResetSignalsExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        let args = args(spec).ok_or(ExecutorError::InvalidArg)?;
+        let program = find_program(&args[0], &search_path(spec))
+            .ok_or_else(|| ExecutorError::Other(not_found(&args[0], spec)))?;
+        let program = CString::new(program.as_os_str().as_encoded_bytes())
+            .map_err(|_| ExecutorError::InvalidArg)?;
+        let argv = args
+            .iter()
+            .map(|arg| CString::new(arg.as_bytes()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| ExecutorError::InvalidArg)?;
+        reset_signals();
+        let err = nix::unistd::execv(&program, &argv).unwrap_err();
+        Err(ExecutorError::Other(format!(
+            "exec {}: {err}",
+            program.to_string_lossy()
+        )))
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        let args = args(spec).ok_or_else(|| {
+            ExecutorValidationError::ArgValidationError("process.args is empty".into())
+        })?;
+        match find_program(&args[0], &search_path(spec)) {
+            Some(_) => Ok(()),
+            None => Err(ExecutorValidationError::ArgValidationError(not_found(
+                &args[0], spec,
+            ))),
+        }
+    }
+}
+
+fn args(spec: &Spec) -> Option<&Vec<String>> {
+    spec.process()
+        .as_ref()?
+        .args()
+        .as_ref()
+        .filter(|args| !args.is_empty())
+}
+
+fn search_path(spec: &Spec) -> String {
+    spec.process()
+        .as_ref()
+        .and_then(|process| process.env().as_ref())
+        .and_then(|env| env.iter().find_map(|entry| entry.strip_prefix("PATH=")))
+        .unwrap_or(DEFAULT_PATH)
+        .to_owned()
+}
+
+fn not_found(program: &str, spec: &Spec) -> String {
+    if program.contains('/') {
+        format!("process.args[0]: `{program}` is not an executable file in the container")
+    } else {
+        format!(
+            "process.args[0]: `{program}` not found in the container's PATH ({})",
+            search_path(spec)
+        )
+    }
+}
+
+/// The executable for `program`: itself if it has a `/`, else the first match along `path`.
+fn find_program(program: &str, path: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let candidate = PathBuf::from(program);
+        return is_executable(&candidate).then_some(candidate);
+    }
+    path.split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(dir).join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    path.metadata()
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// Every catchable signal back to SIG_DFL, and nothing blocked.
+fn reset_signals() {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for signal in Signal::iterator() {
+        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no handler code; this process is about to exec and
+        // has a single thread (the container init), so no other code observes the change.
+        let _ = unsafe { sigaction(signal, &default) };
+    }
+    for number in libc::SIGRTMIN()..=libc::SIGRTMAX() {
+        // SAFETY: as above; real-time signals are not in nix's Signal enum, so libc is called
+        // with SIG_DFL, which takes no pointer.
+        unsafe { libc::signal(number, libc::SIG_DFL) };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::*;
+
+    #[test]
+    fn find_program_searches_path_and_needs_the_exec_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        fs::write(bin.join("tool"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(bin.join("tool"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(bin.join("data"), "").unwrap();
+        let path = format!("/nonexistent:{}", bin.display());
+        assert_eq!(find_program("tool", &path), Some(bin.join("tool")));
+        assert_eq!(find_program("data", &path), None);
+        assert_eq!(find_program("missing", &path), None);
+        let absolute = bin.join("tool");
+        assert_eq!(
+            find_program(absolute.to_str().unwrap(), ""),
+            Some(absolute.clone())
+        );
+        assert_eq!(find_program(bin.join("data").to_str().unwrap(), ""), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! Container creation for multithreaded callers (the supervisor): the `service` binary is run
+//! again as `service runtime create`, a short-lived single-threaded process, so libcontainer's
+//! cloned children never inherit another thread's locks. The container init becomes a child of
+//! the caller (libcontainer's `as_sibling`), which reaps it.
+//! Runs in: the supervisor. Between fork and exec only dup2 runs (async-signal-safe).
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::fcntl::OFlag;
+use nix::unistd::{pipe2, Pid};
+
+use crate::container::Runtime;
+use crate::error::Error;
+
+/// The fd on which the helper writes its error messages.
+const LOG_FD: i32 = 3;
+
+/// The container's standard input, output and error.
+#[derive(Debug)]
+pub struct ContainerStdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Runs `service runtime create` for a runtime.
+#[derive(Debug, Clone)]
+pub struct Helper {
+    runtime: Runtime,
+    executable: PathBuf,
+}
+
+impl Helper {
+    /// A helper that re-executes the running binary (`/proc/self/exe`).
+    pub fn new(runtime: Runtime) -> Self {
+        Self {
+            runtime,
+            executable: PathBuf::from("/proc/self/exe"),
+        }
+    }
+
+    /// Uses another `service` binary (tests run it from the build directory).
+    pub fn with_executable(mut self, executable: impl Into<PathBuf>) -> Self {
+        self.executable = executable.into();
+        self
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Creates container `id` from `bundle` with the given stdio; returns the init's pid. The
+    /// init is a child of the calling process and waits for `start`.
+    pub fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        stdio: ContainerStdio,
+        no_pivot: bool,
+    ) -> Result<Pid, Error> {
+        let (log_read, log_write) = pipe2(OFlag::O_CLOEXEC)
+            .map_err(|err| Error::io("create pipe for", &self.executable, err.into()))?;
+        let mut command = Command::new(&self.executable);
+        command
+            .arg("runtime")
+            .arg("--root")
+            .arg(self.runtime.root())
+            .arg("--cgroup-parent")
+            .arg(self.runtime.cgroup_parent())
+            .arg("--log")
+            .arg(format!("/proc/self/fd/{LOG_FD}"))
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle);
+        if no_pivot {
+            command.arg("--no-pivot");
+        }
+        command
+            .arg(id)
+            .stdin(Stdio::from(stdio.stdin))
+            .stdout(Stdio::from(stdio.stdout))
+            .stderr(Stdio::from(stdio.stderr));
+        let log_fd = log_write.as_raw_fd();
+        // SAFETY: runs between fork and exec; dup2 and fcntl are async-signal-safe, allocates nothing and
+        // leaves the new fd without FD_CLOEXEC, so the helper inherits it as fd 3.
+        unsafe {
+            command.pre_exec(move || {
+                let result = if log_fd == LOG_FD {
+                    // Already fd 3: dup2 would be a no-op and keep FD_CLOEXEC; clear it.
+                    libc::fcntl(LOG_FD, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(log_fd, LOG_FD)
+                };
+                if result < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let status = command
+            .status()
+            .map_err(|err| Error::io("run", &self.executable, err))?;
+        drop(log_write);
+        if status.success() {
+            return self.runtime.state(id).map(|state| Pid::from_raw(state.pid));
+        }
+        // The helper has exited; whatever it wrote is in the pipe (far below its capacity).
+        nix::fcntl::fcntl(
+            log_read.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+        )
+        .map_err(|err| Error::io("read messages of", &self.executable, err.into()))?;
+        let mut message = String::new();
+        let _ = std::fs::File::from(log_read).read_to_string(&mut message);
+        let message = message
+            .trim()
+            .trim_start_matches("service runtime: ")
+            .to_owned();
+        Err(Error::runtime(
+            "create",
+            id,
+            std::io::Error::other(if message.is_empty() {
+                format!("helper {status}")
+            } else {
+                message
+            }),
+        ))
+    }
+}

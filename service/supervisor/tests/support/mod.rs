@@ -1,0 +1,273 @@
+//! Shared by the runtime tests: busybox bundles, the `service runtime` command line pointed at
+//! the sandbox's scratch directory and cgroup parent, and process checks.
+//! Runs in: test bodies inside the sandbox (PID 1 of fresh namespaces).
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code"
+)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+pub const SERVICE: &str = env!("CARGO_BIN_EXE_service");
+
+/// A bundle under the sandbox's scratch directory: busybox as the root filesystem.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub config: Value,
+}
+
+impl Bundle {
+    /// A bundle named `name` running `args`, in new pid, mount, ipc, uts and network namespaces,
+    /// with its cgroup below the sandbox's.
+    pub fn new(name: &str, args: &[&str]) -> Self {
+        let dir = sandbox::scratch().join("bundles").join(name);
+        let rootfs = dir.join("rootfs");
+        for sub in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
+            fs::create_dir_all(rootfs.join(sub)).unwrap();
+        }
+        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        let applets = Command::new("/bin/busybox").arg("--list").output().unwrap();
+        assert!(applets.status.success(), "busybox --list");
+        for applet in String::from_utf8(applets.stdout).unwrap().lines() {
+            if applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+            }
+        }
+        let config = json!({
+            "ociVersion": "1.2.0",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": args,
+                "env": ["PATH=/bin", "TERM=dumb"],
+                "cwd": "/",
+                "capabilities": caps(&["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID"]),
+                "noNewPrivileges": true
+            },
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": name,
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+                {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}
+            ],
+            "linux": {
+                "cgroupsPath": format!("{}/{name}", sandbox::cgroup_parent()),
+                "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}, {"type": "network"}]
+            }
+        });
+        let bundle = Bundle { dir, config };
+        bundle.write();
+        bundle
+    }
+
+    /// Writes config.json from `self.config`.
+    pub fn write(&self) {
+        fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Changes the config and writes it.
+    pub fn edit(&mut self, change: impl FnOnce(&mut Value)) {
+        change(&mut self.config);
+        self.write();
+    }
+
+    pub fn path(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+}
+
+/// OCI capability sets with the same names in every set.
+pub fn caps(names: &[&str]) -> Value {
+    json!({"bounding": names, "effective": names, "permitted": names, "inheritable": names, "ambient": names})
+}
+
+/// The state root of the runtime in this sandbox.
+pub fn state_root() -> PathBuf {
+    sandbox::scratch().join("state")
+}
+
+/// `service runtime --root <scratch>/state ARGS...`, not yet run.
+pub fn runtime(args: &[&str]) -> Command {
+    let mut command = Command::new(SERVICE);
+    command
+        .arg("runtime")
+        .arg("--root")
+        .arg(state_root())
+        .arg("--cgroup-parent")
+        .arg(sandbox::cgroup_parent())
+        .args(args);
+    command
+}
+
+/// Runs `service runtime ARGS...` and returns its output. Output goes through files, not pipes:
+/// `create` hands its stdio to the container, which would hold a pipe open until it ends.
+pub fn runtime_output(args: &[&str]) -> Output {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out_path = sandbox::scratch().join(format!("runtime-{n}.out"));
+    let err_path = sandbox::scratch().join(format!("runtime-{n}.err"));
+    let status = runtime(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    let output = Output {
+        status,
+        stdout: fs::read(&out_path).unwrap(),
+        stderr: fs::read(&err_path).unwrap(),
+    };
+    let _ = fs::remove_file(out_path);
+    let _ = fs::remove_file(err_path);
+    output
+}
+
+/// Runs `service runtime ARGS...`, asserting success; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let output = runtime_output(args);
+    assert!(
+        output.status.success(),
+        "service runtime {args:?}: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// Runs `service runtime ARGS...`, asserting failure with exit code 1; returns stderr.
+pub fn fails(args: &[&str]) -> String {
+    let output = runtime_output(args);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "service runtime {args:?} should fail: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8(output.stderr).unwrap()
+}
+
+/// The container's OCI state as JSON.
+pub fn state(id: &str) -> Value {
+    serde_json::from_str(&ok(&["state", id])).unwrap()
+}
+
+/// The pid of the container's init, from its state.
+pub fn init_pid(id: &str) -> i32 {
+    i32::try_from(state(id)["pid"].as_i64().unwrap()).unwrap()
+}
+
+/// Waits for a child process of this test (a container init created with `create`) and
+/// returns its wait status.
+pub fn wait_child(pid: i32) -> nix::sys::wait::WaitStatus {
+    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap()
+}
+
+/// Directories of the sandbox's cgroup parent on every hierarchy.
+pub fn cgroup_parent_dirs() -> Vec<PathBuf> {
+    sandbox::hierarchies()
+        .unwrap()
+        .into_iter()
+        .map(|h| h.mount_point.join(&sandbox::cgroup_parent()[1..]))
+        .collect()
+}
+
+/// The cgroups left below the sandbox's parent, on any hierarchy.
+pub fn leftover_cgroups() -> Vec<PathBuf> {
+    cgroup_parent_dirs()
+        .iter()
+        .flat_map(|dir| fs::read_dir(dir).unwrap())
+        .map(|entry| entry.unwrap())
+        .filter(|entry| entry.file_type().unwrap().is_dir())
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// Container state directories left under the state root.
+pub fn leftover_state() -> Vec<PathBuf> {
+    match fs::read_dir(state_root()) {
+        Ok(entries) => entries.map(|entry| entry.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Reaps the children of this test process (container inits made with `create` and
+/// libcontainer's intermediate processes become its children) until none is left, waiting for
+/// SIGCHLD up to `limit` in all; returns the pids still alive then.
+pub fn reap_children(limit: std::time::Duration) -> Vec<i32> {
+    use nix::errno::Errno;
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+
+    let mut chld = SigSet::empty();
+    chld.add(Signal::SIGCHLD);
+    let mut previous = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), Some(&mut previous)).unwrap();
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(_) => continue,
+            Err(Errno::ECHILD) => break,
+            Err(err) => panic!("waitpid: {err}"),
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let timeout = libc::timespec {
+            tv_sec: libc::time_t::try_from(left.as_secs()).unwrap(),
+            tv_nsec: libc::c_long::from(left.subsec_nanos()),
+        };
+        // SAFETY: the set and the timespec are valid for the call; the siginfo pointer may be null.
+        unsafe { libc::sigtimedwait(chld.as_ref(), std::ptr::null_mut(), &timeout) };
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous), None).unwrap();
+    other_processes()
+        .into_iter()
+        .map(|pid| i32::try_from(pid).unwrap())
+        .collect()
+}
+
+/// Pids in this sandbox other than its PID 1.
+pub fn other_processes() -> Vec<u32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != 1)
+        .collect()
+}
+
+/// A process's name, state and parent, for messages.
+pub fn describe_process(pid: i32) -> String {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    format!(
+        "pid {pid} {} ({}) parent {}",
+        field("Name:"),
+        field("State:"),
+        field("PPid:")
+    )
+}
+
+/// Reads a file that must exist.
+pub fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
