@@ -8,6 +8,7 @@
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -15,6 +16,7 @@ use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::error::LibcontainerError;
 use libcontainer::signal::Signal as ContainerSignal;
 use libcontainer::syscall::syscall::SyscallType;
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -28,6 +30,12 @@ use crate::wait;
 pub const DEFAULT_ROOT: &str = "/run/kiln/runtime";
 /// The cgroup under which containers without `linux.cgroupsPath` get `<parent>/<id>`.
 pub const DEFAULT_CGROUP_PARENT: &str = "/kiln";
+
+/// The file under the state root that every operation locks (flock) while it reads or writes
+/// container state: libcontainer writes state.json in place, and records a start only after the
+/// container's process was released, so an unlocked reader could see half a file or `created`
+/// for a container that already runs.
+const LOCK_FILE: &str = ".lock";
 
 /// The directory under the state root where the prepared spec of a container being created
 /// is written for libcontainer to read; removed when create returns.
@@ -89,6 +97,7 @@ impl Runtime {
     /// processes are removed, so the same id can be created again.
     pub fn create(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<Pid, Error> {
         check_id(id)?;
+        let _lock = self.lock()?;
         if self.container_dir(id).exists() {
             return Err(Error::Exists { id: id.to_owned() });
         }
@@ -174,6 +183,7 @@ impl Runtime {
 
     /// Starts a created container: its init execs the process.
     pub fn start(&self, id: &str) -> Result<(), Error> {
+        let _lock = self.lock()?;
         let mut container = self.load(id)?;
         if container.status() != ContainerStatus::Created {
             return Err(self.wrong_state(id, "start", &container));
@@ -185,11 +195,13 @@ impl Runtime {
 
     /// The OCI state of container `id`.
     pub fn state(&self, id: &str) -> Result<State, Error> {
+        let _lock = self.lock()?;
         Ok(State::of(&self.load(id)?))
     }
 
     /// Sends `signal` to the container's init, or with `all` to every process in its cgroup.
     pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<(), Error> {
+        let _lock = self.lock()?;
         let mut container = self.load(id)?;
         let stopped = matches!(container.status(), ContainerStatus::Stopped);
         if !(container.can_kill() || all && stopped) {
@@ -211,6 +223,7 @@ impl Runtime {
     /// in its cgroup, removes its cgroups and its state. With `force` a missing container is
     /// not an error, as with runc.
     pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
+        let _lock = self.lock()?;
         let mut container = match self.load(id) {
             Ok(container) => container,
             Err(Error::NotFound { .. }) if force => return Ok(()),
@@ -230,6 +243,7 @@ impl Runtime {
 
     /// Every container under the state root, by id.
     pub fn list(&self) -> Result<Vec<State>, Error> {
+        let _lock = self.lock()?;
         let entries = match fs::read_dir(&self.root) {
             Ok(entries) => entries,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -253,6 +267,7 @@ impl Runtime {
     /// Runs `args` in the namespaces and cgroup of running container `id`, with the container's
     /// environment, user and capabilities; waits for it and returns its exit code.
     pub fn exec(&self, id: &str, args: Vec<String>) -> Result<i32, Error> {
+        let lock = self.lock()?;
         let container = self.load(id)?;
         if container.status() != ContainerStatus::Running {
             return Err(self.wrong_state(id, "exec in", &container));
@@ -271,6 +286,7 @@ impl Runtime {
             .as_sibling(false)
             .build()
             .map_err(exec_error)?;
+        drop(lock);
         wait::wait_forwarding(pid).map_err(|err| Error::runtime("wait for exec in", id, err))
     }
 
@@ -291,6 +307,21 @@ impl Runtime {
         let code = code?;
         deleted?;
         Ok(code)
+    }
+
+    /// Holds the state root's lock until the returned guard is dropped.
+    fn lock(&self) -> Result<Flock<fs::File>, Error> {
+        fs::create_dir_all(&self.root).map_err(|err| Error::io("create", &self.root, err))?;
+        let path = self.root.join(LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|err| Error::io("open", &path, err))?;
+        Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| Error::io("lock", &path, errno.into()))
     }
 
     fn container_dir(&self, id: &str) -> PathBuf {

@@ -7,14 +7,13 @@
 //! execve(2) / signal(7): ignored dispositions and the mask survive exec.
 
 use std::ffi::CString;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
-use nix::sys::signal::{
-    sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
-};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 
 /// The search path when the container's environment has no PATH (as execvp's default, widened
 /// to the sbin directories that images use).
@@ -36,6 +35,7 @@ impl Executor for ResetSignalsExecutor {
             .map(|arg| CString::new(arg.as_bytes()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|_| ExecutorError::InvalidArg)?;
+        reopen_dev_null_writable();
         reset_signals();
         let err = nix::unistd::execv(&program, &argv).unwrap_err();
         Err(ExecutorError::Other(format!(
@@ -102,21 +102,67 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
-/// Every catchable signal back to SIG_DFL, and nothing blocked.
+/// libcontainer points stdio that was the host's /dev/null at the container's /dev/null, but
+/// opens that read-only, so a container whose stdout is /dev/null gets EBADF on every write.
+/// Output fds that are /dev/null and read-only are reopened read-write, as runc opens them.
+fn reopen_dev_null_writable() {
+    let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    else {
+        return;
+    };
+    let Ok(null_stat) = nix::sys::stat::fstat(null.as_raw_fd()) else {
+        return;
+    };
+    for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        let is_null = nix::sys::stat::fstat(fd).is_ok_and(|stat| {
+            stat.st_mode & libc::S_IFMT == libc::S_IFCHR && stat.st_rdev == null_stat.st_rdev
+        });
+        let read_only = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+            .is_ok_and(|flags| flags & libc::O_ACCMODE == libc::O_RDONLY);
+        if is_null && read_only {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+}
+
+/// The kernel's `struct sigaction` for rt_sigaction(2) on x86_64.
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Every catchable signal back to SIG_DFL, and nothing blocked. The raw system call is used
+/// because libc refuses to touch the signals it reserves for itself (32 and 33), which the
+/// container must not inherit ignored either.
 fn reset_signals() {
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for signal in Signal::iterator() {
-        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for number in 1..=libc::SIGRTMAX() {
+        if number == libc::SIGKILL || number == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: installing SIG_DFL runs no handler code; this process is about to exec and
-        // has a single thread (the container init), so no other code observes the change.
-        let _ = unsafe { sigaction(signal, &default) };
-    }
-    for number in libc::SIGRTMIN()..=libc::SIGRTMAX() {
-        // SAFETY: as above; real-time signals are not in nix's Signal enum, so libc is called
-        // with SIG_DFL, which takes no pointer.
-        unsafe { libc::signal(number, libc::SIG_DFL) };
+        // SAFETY: rt_sigaction reads `default` (a valid, live struct in the kernel's layout)
+        // and writes nothing (old action is null); installing SIG_DFL runs no handler code.
+        // This process is the single-threaded container init, about to exec.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                number,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                std::mem::size_of::<u64>(),
+            )
+        };
     }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }

@@ -1,6 +1,7 @@
 //! `service runtime create` on bad bundles: each is refused in our words, naming the path or the
 //! field, and leaves no state directory, cgroup or process behind; the id stays free.
 //! Every test runs as root inside the sandbox.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 mod support;
 

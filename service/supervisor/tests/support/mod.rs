@@ -193,10 +193,13 @@ pub fn leftover_cgroups() -> Vec<PathBuf> {
         .collect()
 }
 
-/// Container state directories left under the state root.
+/// Container state left under the state root (its lock file aside).
 pub fn leftover_state() -> Vec<PathBuf> {
     match fs::read_dir(state_root()) {
-        Ok(entries) => entries.map(|entry| entry.unwrap().path()).collect(),
+        Ok(entries) => entries
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| !path.ends_with(".lock"))
+            .collect(),
         Err(_) => Vec::new(),
     }
 }

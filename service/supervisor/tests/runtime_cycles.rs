@@ -1,0 +1,57 @@
+//! 200 create/start/wait/delete cycles of one container id leave nothing behind: no cgroup
+//! directory, mount, process, state directory or open fd.
+//! Runs as root inside the sandbox.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod support;
+
+use std::fs;
+use std::time::Duration;
+
+use support::*;
+
+const CYCLES: usize = 200;
+
+fn count_entries(dir: &str) -> usize {
+    fs::read_dir(dir).unwrap().count()
+}
+
+fn mount_count() -> usize {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count()
+}
+
+#[test]
+fn create_start_wait_delete_cycles_leave_nothing_behind_root() {
+    sandbox::test(|| {
+        let bundle = Bundle::new("cycle", &["sh", "-c", "echo cycle > /dev/null"]);
+        let mounts = mount_count();
+        let fds = count_entries("/proc/self/fd");
+        for cycle in 0..CYCLES {
+            ok(&["create", "-b", bundle.path(), "cycle"]);
+            let pid = init_pid("cycle");
+            ok(&["start", "cycle"]);
+            let code = runtime::exit_code(wait_child(pid));
+            assert_eq!(code, Some(0), "cycle {cycle}");
+            ok(&["delete", "cycle"]);
+        }
+        let alive = reap_children(Duration::from_secs(10));
+        let alive: Vec<String> = alive.iter().map(|pid| describe_process(*pid)).collect();
+        assert!(alive.is_empty(), "processes left: {alive:?}");
+        assert!(
+            leftover_state().is_empty(),
+            "state left: {:?}",
+            leftover_state()
+        );
+        assert!(
+            leftover_cgroups().is_empty(),
+            "cgroups left: {:?}",
+            leftover_cgroups()
+        );
+        assert_eq!(mount_count(), mounts, "mounts left");
+        assert_eq!(count_entries("/proc/self/fd"), fds, "fds left");
+        Ok(())
+    });
+}

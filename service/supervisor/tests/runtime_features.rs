@@ -1,0 +1,279 @@
+//! What config.json asks for takes effect inside the container, checked from inside: seccomp,
+//! signal dispositions, capabilities, rlimits, hostname, read-only root, masked and read-only
+//! paths; and exec, list and the helper API.
+//! Every test runs as root inside the sandbox, with busybox bundles made here.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod support;
+
+use std::fs::{self, File};
+use std::time::Duration;
+
+use runtime::helper::{ContainerStdio, Helper};
+use runtime::Runtime;
+use serde_json::json;
+use support::*;
+
+/// Runs the bundle in the foreground; returns (exit code, stdout, stderr).
+fn run(bundle: &Bundle, id: &str) -> (i32, String, String) {
+    let output = runtime_output(&["run", "-b", bundle.path(), id]);
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn seccomp_profile_denies_a_syscall_root() {
+    sandbox::test(|| {
+        let script = "mkdir /tmp/made; echo status=$?";
+        let mut bundle = Bundle::new("seccomp", &["sh", "-c", script]);
+        let (code, out, err) = run(&bundle, "allowed");
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "status=0\n"),
+            "without a profile: {err}"
+        );
+
+        bundle.edit(|config| {
+            config["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+            })
+        });
+        let (code, out, err) = run(&bundle, "denied");
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, "status=1\n", "mkdir is denied by the profile: {err}");
+        assert!(err.contains("Operation not permitted"), "{err}");
+        Ok(())
+    });
+}
+
+#[test]
+fn signals_are_not_ignored_or_blocked_in_the_container_root() {
+    sandbox::test(|| {
+        let script = "grep -E '^Sig(Ign|Blk)' /proc/self/status; \
+                      sh -c 'kill -PIPE $$; echo survived'; echo pipe-status=$?";
+        let bundle = Bundle::new("sigpipe", &["sh", "-c", script]);
+        let (code, out, err) = run(&bundle, "sigpipe");
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("SigIgn:\t0000000000000000"),
+            "nothing ignored: {out}"
+        );
+        assert!(
+            out.contains("SigBlk:\t0000000000000000"),
+            "nothing blocked: {out}"
+        );
+        assert!(!out.contains("survived"), "SIGPIPE ended the shell: {out}");
+        assert!(out.contains("pipe-status=141"), "{out}");
+        Ok(())
+    });
+}
+
+#[test]
+fn capabilities_rlimits_hostname_and_readonly_root_take_effect_root() {
+    sandbox::test(|| {
+        let script = "grep -E '^Cap(Eff|Bnd)' /proc/self/status; echo nofile=$(ulimit -n); \
+                      echo host=$(hostname); touch /written 2>/dev/null; echo touch=$?";
+        let mut bundle = Bundle::new("limits", &["sh", "-c", script]);
+        bundle.edit(|config| {
+            config["process"]["capabilities"] = caps(&["CAP_NET_ADMIN", "CAP_KILL"]);
+            config["process"]["rlimits"] =
+                json!([{"type": "RLIMIT_NOFILE", "hard": 2048, "soft": 1234}]);
+            config["hostname"] = json!("kiln-box");
+        });
+        let (code, out, err) = run(&bundle, "limits");
+        assert_eq!(code, 0, "{err}");
+        // CAP_KILL is bit 5, CAP_NET_ADMIN bit 12.
+        assert!(out.contains("CapEff:\t0000000000001020"), "{out}");
+        assert!(out.contains("CapBnd:\t0000000000001020"), "{out}");
+        assert!(out.contains("nofile=1234"), "{out}");
+        assert!(out.contains("host=kiln-box"), "{out}");
+        assert!(out.contains("touch=1"), "the root is read-only: {out}");
+
+        bundle.edit(|config| config["root"]["readonly"] = json!(false));
+        let (code, out, err) = run(&bundle, "writable");
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("touch=0"),
+            "a writable root takes the file: {out}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn masked_and_readonly_paths_take_effect_root() {
+    sandbox::test(|| {
+        let script =
+            "echo secret=$(cat /etc/secret); echo 1 > /proc/sys/kernel/domainname 2>/dev/null; \
+                      echo sysctl=$?";
+        let mut bundle = Bundle::new("masked", &["sh", "-c", script]);
+        fs::write(bundle.dir.join("rootfs/etc/secret"), "hunter2\n")?;
+        let (_, out, _) = run(&bundle, "unmasked");
+        assert!(
+            out.contains("secret=hunter2"),
+            "control run sees the file: {out}"
+        );
+
+        bundle.edit(|config| {
+            config["linux"]["maskedPaths"] = json!(["/etc/secret", "/proc/kcore"]);
+            config["linux"]["readonlyPaths"] = json!(["/proc/sys"]);
+        });
+        let (code, out, err) = run(&bundle, "masked");
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("secret=\n"), "masked file reads empty: {out}");
+        assert!(
+            out.contains("sysctl=1"),
+            "read-only /proc/sys refuses writes: {out}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn exec_runs_in_the_container_and_returns_its_exit_code_root() {
+    sandbox::test(|| {
+        let mut bundle = Bundle::new("execbox", &["sleep", "1000"]);
+        bundle.edit(|config| config["hostname"] = json!("exec-host"));
+        ok(&["create", "-b", bundle.path(), "execbox"]);
+        let pid = init_pid("execbox");
+        let err = fails(&["exec", "execbox", "--", "true"]);
+        assert!(
+            err.contains("cannot exec in container `execbox`: it is created"),
+            "{err}"
+        );
+        ok(&["start", "execbox"]);
+
+        let output = runtime_output(&[
+            "exec",
+            "execbox",
+            "--",
+            "sh",
+            "-c",
+            "hostname; cat /proc/1/comm; exit 3",
+        ]);
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "exec-host\nsleep\n"
+        );
+
+        let output = runtime_output(&["exec", "execbox", "--", "cat", "/proc/self/cgroup"]);
+        let cgroups = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            cgroups.contains(&format!("{}/execbox", sandbox::cgroup_parent())),
+            "{cgroups}"
+        );
+
+        ok(&["kill", "execbox", "KILL"]);
+        wait_child(pid);
+        let err = fails(&["exec", "execbox", "--", "true"]);
+        assert!(err.contains("it is stopped"), "{err}");
+        ok(&["delete", "execbox"]);
+        Ok(())
+    });
+}
+
+#[test]
+fn list_shows_every_container_root() {
+    sandbox::test(|| {
+        assert_eq!(ok(&["list", "-q"]), "");
+        let first = Bundle::new("first", &["sleep", "1000"]);
+        let second = Bundle::new("second", &["sleep", "1000"]);
+        ok(&["create", "-b", first.path(), "first"]);
+        ok(&["create", "-b", second.path(), "second"]);
+        ok(&["start", "second"]);
+
+        let table = ok(&["list"]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0].starts_with("ID") && lines[0].contains("STATUS"),
+            "{table}"
+        );
+        assert!(
+            lines[1].starts_with("first") && lines[1].contains("created"),
+            "{table}"
+        );
+        assert!(
+            lines[2].starts_with("second") && lines[2].contains("running"),
+            "{table}"
+        );
+
+        let json: serde_json::Value = serde_json::from_str(&ok(&["list", "--format", "json"]))?;
+        let ids: Vec<&str> = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["first", "second"]);
+        assert_eq!(ok(&["list", "-q"]), "first\nsecond\n");
+        ok(&["delete", "--force", "first"]);
+        ok(&["delete", "--force", "second"]);
+        assert_eq!(ok(&["list", "-q"]), "");
+        Ok(())
+    });
+}
+
+#[test]
+fn helper_creates_a_container_whose_init_is_the_callers_child_root() {
+    sandbox::test(|| {
+        let bundle = Bundle::new("helped", &["sh", "-c", "echo helped-out; exit 4"]);
+        let runtime = Runtime::new(state_root()).with_cgroup_parent(sandbox::cgroup_parent());
+        let helper = Helper::new(runtime.clone()).with_executable(SERVICE);
+        let out_path = sandbox::scratch().join("helped.out");
+        let stdio = || -> std::io::Result<ContainerStdio> {
+            Ok(ContainerStdio {
+                stdin: File::open("/dev/null")?.into(),
+                stdout: File::create(&out_path)?.into(),
+                stderr: File::create(sandbox::scratch().join("helped.err"))?.into(),
+            })
+        };
+        let pid = helper.create("helped", &bundle.dir, stdio()?, false)?;
+        let status = read(&std::path::PathBuf::from(format!("/proc/{pid}/status")));
+        assert!(
+            status.contains("\nPPid:\t1\n"),
+            "the init is this process's child: {status}"
+        );
+        runtime.start("helped")?;
+        assert_eq!(runtime::exit_code(wait_child(pid.as_raw())), Some(4));
+        assert_eq!(read(&out_path), "helped-out\n");
+        runtime.delete("helped", false)?;
+
+        let mut bad = Bundle::new("unhelped", &["true"]);
+        bad.edit(|config| config["process"]["args"] = json!([]));
+        let err = helper
+            .create("unhelped", &bad.dir, stdio()?, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("process.args: must not be empty"), "{err}");
+        assert!(reap_children(Duration::from_secs(10)).is_empty());
+        assert!(leftover_state().is_empty(), "{:?}", leftover_state());
+        Ok(())
+    });
+}
+
+#[test]
+fn no_pivot_runs_the_container_root() {
+    sandbox::test(|| {
+        let bundle = Bundle::new("nopivot", &["sh", "-c", "cat /proc/1/comm; exit 5"]);
+        let output = runtime_output(&["run", "--no-pivot", "-b", bundle.path(), "nopivot"]);
+        assert_eq!(
+            output.status.code(),
+            Some(5),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "sh\n");
+        Ok(())
+    });
+}
