@@ -16,6 +16,9 @@ use nix::unistd::Pid;
 const REMOVE_ATTEMPTS: u32 = 200;
 const REMOVE_PAUSE: Duration = Duration::from_millis(10);
 
+/// The name of every sandbox cgroup starts with this, then `<pid>-<n>`.
+const PREFIX: &str = "kiln-sandbox-";
+
 /// Mount options of a v1 cgroup mount that are not controllers.
 const NOT_CONTROLLERS: [&str; 6] = [
     "rw",
@@ -94,11 +97,12 @@ pub(crate) struct CgroupParent {
 }
 
 impl CgroupParent {
-    /// Creates `/kiln-sandbox-<pid>-<n>` on every hierarchy.
+    /// Creates `/kiln-sandbox-<pid>-<n>` on every hierarchy, first removing those left by test
+    /// processes that no longer exist (killed before they could clean up).
     pub fn create() -> io::Result<Self> {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let relative = format!(
-            "/kiln-sandbox-{}-{}",
+            "/{PREFIX}{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
@@ -107,6 +111,7 @@ impl CgroupParent {
             dirs: Vec::new(),
         };
         for hierarchy in hierarchies()? {
+            remove_stale(&hierarchy.mount_point);
             let dir = hierarchy.mount_point.join(&parent.relative[1..]);
             fs::create_dir(&dir).map_err(|err| {
                 io::Error::new(
@@ -135,6 +140,29 @@ impl Drop for CgroupParent {
     fn drop(&mut self) {
         if let Err(err) = self.remove() {
             eprintln!("sandbox: {err}");
+        }
+    }
+}
+
+/// Removes `kiln-sandbox-<pid>-<n>` directories whose test process is gone.
+fn remove_stale(mount_point: &Path) {
+    let Ok(entries) = fs::read_dir(mount_point) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            if let Err(err) = remove_tree(&entry.path()) {
+                eprintln!("sandbox: stale {}", err);
+            }
         }
     }
 }
