@@ -139,7 +139,8 @@ fn dispatch(runtime: &Runtime, command: Command) -> Result<u8, Error> {
         Command::State { id } => print_json(&runtime.state(&id)?)?,
         Command::Kill { all, id, signal } => {
             let name = signal.as_deref().unwrap_or("SIGTERM");
-            let signal = spec::signal::parse(name).ok_or(Error::Unsupported("unknown signal"))?;
+            let signal =
+                spec::signal::parse(name).ok_or_else(|| Error::UnknownSignal(name.to_owned()))?;
             runtime.kill(&id, signal, all)?;
         }
         Command::Delete { force, id } => runtime.delete(&id, force)?,

@@ -44,6 +44,8 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    #[error("unknown signal `{0}`: give a name (TERM, SIGTERM) or a number")]
+    UnknownSignal(String),
     #[error("{0}")]
     Unsupported(&'static str),
 }

@@ -27,6 +27,15 @@ pub struct ContainerStdio {
     pub stderr: OwnedFd,
 }
 
+/// What `create` passes on besides the bundle and stdio.
+#[derive(Debug, Clone, Default)]
+pub struct HelperOptions {
+    /// Where to write the container init's pid.
+    pub pid_file: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+}
+
 /// Runs `service runtime create` for a runtime.
 #[derive(Debug, Clone)]
 pub struct Helper {
@@ -60,7 +69,7 @@ impl Helper {
         id: &str,
         bundle: &Path,
         stdio: ContainerStdio,
-        no_pivot: bool,
+        options: &HelperOptions,
     ) -> Result<Pid, Error> {
         let (log_read, log_write) = pipe2(OFlag::O_CLOEXEC)
             .map_err(|err| Error::io("create pipe for", &self.executable, err.into()))?;
@@ -76,8 +85,11 @@ impl Helper {
             .arg("create")
             .arg("--bundle")
             .arg(bundle);
-        if no_pivot {
+        if options.no_pivot {
             command.arg("--no-pivot");
+        }
+        if let Some(pid_file) = &options.pid_file {
+            command.arg("--pid-file").arg(pid_file);
         }
         command
             .arg(id)

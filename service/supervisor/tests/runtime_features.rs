@@ -9,7 +9,7 @@ mod support;
 use std::fs::{self, File};
 use std::time::Duration;
 
-use runtime::helper::{ContainerStdio, Helper};
+use runtime::helper::{ContainerStdio, Helper, HelperOptions};
 use runtime::Runtime;
 use serde_json::json;
 use support::*;
@@ -174,7 +174,9 @@ fn exec_runs_in_the_container_and_returns_its_exit_code_root() {
             "{cgroups}"
         );
 
-        ok(&["kill", "execbox", "KILL"]);
+        let err = fails(&["kill", "execbox", "SIGNOPE"]);
+        assert!(err.contains("unknown signal `SIGNOPE`"), "{err}");
+        ok(&["kill", "execbox", "9"]);
         wait_child(pid);
         let err = fails(&["exec", "execbox", "--", "true"]);
         assert!(err.contains("it is stopped"), "{err}");
@@ -238,7 +240,13 @@ fn helper_creates_a_container_whose_init_is_the_callers_child_root() {
                 stderr: File::create(sandbox::scratch().join("helped.err"))?.into(),
             })
         };
-        let pid = helper.create("helped", &bundle.dir, stdio()?, false)?;
+        let pid_file = sandbox::scratch().join("helped.pid");
+        let options = HelperOptions {
+            pid_file: Some(pid_file.clone()),
+            no_pivot: false,
+        };
+        let pid = helper.create("helped", &bundle.dir, stdio()?, &options)?;
+        assert_eq!(read(&pid_file).trim(), pid.to_string());
         let status = read(&std::path::PathBuf::from(format!("/proc/{pid}/status")));
         assert!(
             status.contains("\nPPid:\t1\n"),
@@ -252,7 +260,7 @@ fn helper_creates_a_container_whose_init_is_the_callers_child_root() {
         let mut bad = Bundle::new("unhelped", &["true"]);
         bad.edit(|config| config["process"]["args"] = json!([]));
         let err = helper
-            .create("unhelped", &bad.dir, stdio()?, false)
+            .create("unhelped", &bad.dir, stdio()?, &HelperOptions::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("process.args: must not be empty"), "{err}");
