@@ -6,7 +6,6 @@
 mod support;
 
 use std::fs;
-use std::time::Duration;
 
 use serde_json::json;
 use support::*;
@@ -18,19 +17,7 @@ fn refused(bundle: &str, id: &str, expected: &[&str]) {
     for text in expected {
         assert!(err.contains(text), "expected `{text}` in: {err}");
     }
-    let alive = reap_children(Duration::from_secs(10));
-    assert!(
-        leftover_state().is_empty(),
-        "state left by {id}: {:?}",
-        leftover_state()
-    );
-    assert!(
-        leftover_cgroups().is_empty(),
-        "cgroups left by {id}: {:?}",
-        leftover_cgroups()
-    );
-    let left: Vec<String> = alive.iter().map(|pid| describe_process(*pid)).collect();
-    assert!(left.is_empty(), "processes left by {id}: {left:?}");
+    assert_nothing_left(&format!("refusing {id}"));
 }
 
 #[test]

@@ -6,7 +6,6 @@
 mod support;
 
 use std::fs;
-use std::time::Duration;
 
 use support::*;
 
@@ -37,19 +36,7 @@ fn create_start_wait_delete_cycles_leave_nothing_behind_root() {
             assert_eq!(code, Some(0), "cycle {cycle}");
             ok(&["delete", "cycle"]);
         }
-        let alive = reap_children(Duration::from_secs(10));
-        let alive: Vec<String> = alive.iter().map(|pid| describe_process(*pid)).collect();
-        assert!(alive.is_empty(), "processes left: {alive:?}");
-        assert!(
-            leftover_state().is_empty(),
-            "state left: {:?}",
-            leftover_state()
-        );
-        assert!(
-            leftover_cgroups().is_empty(),
-            "cgroups left: {:?}",
-            leftover_cgroups()
-        );
+        assert_nothing_left(&format!("{CYCLES} cycles"));
         assert_eq!(mount_count(), mounts, "mounts left");
         assert_eq!(count_entries("/proc/self/fd"), fds, "fds left");
         Ok(())

@@ -242,6 +242,21 @@ pub fn reap_children(limit: std::time::Duration) -> Vec<i32> {
         .collect()
 }
 
+/// Asserts that no container state, cgroup below the sandbox's parent or process other than this
+/// test's is left (after reaping what has ended); `after` says what was done, for messages.
+pub fn assert_nothing_left(after: &str) {
+    let alive = reap_children(std::time::Duration::from_secs(10));
+    let alive: Vec<String> = alive.iter().map(|pid| describe_process(*pid)).collect();
+    assert!(alive.is_empty(), "processes left after {after}: {alive:?}");
+    let state = leftover_state();
+    assert!(state.is_empty(), "state left after {after}: {state:?}");
+    let cgroups = leftover_cgroups();
+    assert!(
+        cgroups.is_empty(),
+        "cgroups left after {after}: {cgroups:?}"
+    );
+}
+
 /// Pids in this sandbox other than its PID 1.
 pub fn other_processes() -> Vec<u32> {
     fs::read_dir("/proc")
