@@ -154,7 +154,14 @@ fn run_as_nobody(test: &str, ci: bool) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let exe = dir.path().join("containment");
-    fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    // Copied by cp(1): a write fd of this multithreaded process could leak into a child that
+    // another test forks meanwhile, and exec of the copy would then fail with ETXTBSY.
+    let copied = Command::new("cp")
+        .arg(std::env::current_exe().unwrap())
+        .arg(&exe)
+        .status()
+        .unwrap();
+    assert!(copied.success(), "copy the test binary");
     let mut command = Command::new(&exe);
     command
         .args([test, "--exact", "--nocapture", "--test-threads=1"])
