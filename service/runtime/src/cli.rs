@@ -147,11 +147,7 @@ fn dispatch(runtime: &Runtime, command: Command) -> Result<u8, Error> {
         Command::Run { detach, create } => {
             let (id, bundle, options) = create_options(create, false)?;
             if detach {
-                runtime.create(&id, &bundle, options)?;
-                if let Err(err) = runtime.start(&id) {
-                    let _ = runtime.delete(&id, true);
-                    return Err(err);
-                }
+                runtime.create_and_start(&id, &bundle, options)?;
             } else {
                 return Ok(clamp(runtime.run(&id, &bundle, options)?));
             }

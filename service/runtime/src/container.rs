@@ -209,14 +209,9 @@ impl Runtime {
         }
         let signal = ContainerSignal::try_from(signal as i32)
             .map_err(|err| Error::runtime("kill", id, io::Error::other(err.to_string())))?;
-        match container.kill(signal, all) {
-            Ok(()) => Ok(()),
-            // libcontainer records the state after signalling; when the signal ended the
-            // container and its owner deleted it meanwhile (`run` does), there is nothing left
-            // to record.
-            Err(_) if !self.container_dir(id).exists() => Ok(()),
-            Err(err) => Err(Error::runtime("kill", id, err)),
-        }
+        container
+            .kill(signal, all)
+            .map_err(|err| Error::runtime("kill", id, err))
     }
 
     /// Deletes a stopped or created container (any container with `force`): kills what is left
@@ -297,16 +292,27 @@ impl Runtime {
             as_sibling: false,
             ..options
         };
-        let pid = self.create(id, bundle, options)?;
-        if let Err(err) = self.start(id) {
-            let _ = self.delete(id, true);
-            return Err(err);
-        }
+        let pid = self.create_and_start(id, bundle, options)?;
         let code = wait::wait_forwarding(pid).map_err(|err| Error::runtime("wait for", id, err));
         let deleted = self.delete(id, true);
         let code = code?;
         deleted?;
         Ok(code)
+    }
+
+    /// Creates and starts container `id`; if start fails, the container is deleted again.
+    pub fn create_and_start(
+        &self,
+        id: &str,
+        bundle: &Path,
+        options: CreateOptions,
+    ) -> Result<Pid, Error> {
+        let pid = self.create(id, bundle, options)?;
+        if let Err(err) = self.start(id) {
+            let _ = self.delete(id, true);
+            return Err(err);
+        }
+        Ok(pid)
     }
 
     /// Holds the state root's lock until the returned guard is dropped.
