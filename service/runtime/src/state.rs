@@ -75,8 +75,10 @@ impl State {
         };
         let bundle = container.bundle().clone();
         let rootfs = spec::config::load(&bundle)
-            .ok()
-            .and_then(|config| config.root().as_ref().map(|root| bundle.join(root.path())))
+            .map(|config| {
+                let root_path = config.root().as_ref().map(|root| root.path().as_path());
+                spec::bundle::root_dir(&bundle, root_path)
+            })
             .unwrap_or_default();
         State {
             oci_version: OCI_VERSION.to_owned(),
