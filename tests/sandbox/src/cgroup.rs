@@ -33,7 +33,7 @@ const NOT_CONTROLLERS: [&str; 6] = [
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hierarchy {
     pub mount_point: PathBuf,
-    /// The v1 controllers bound to it; empty for cgroup v2.
+    /// The v1 controllers bound to it (a named hierarchy has `name=...`); empty for cgroup v2.
     pub controllers: Vec<String>,
 }
 
@@ -43,8 +43,8 @@ impl Hierarchy {
     }
 }
 
-/// The cgroup v2 hierarchy and every v1 hierarchy with at least one controller, from
-/// /proc/self/mountinfo.
+/// The cgroup v2 hierarchy and every v1 hierarchy, controller-less named ones (`name=systemd`)
+/// included, from /proc/self/mountinfo.
 pub fn hierarchies() -> io::Result<Vec<Hierarchy>> {
     Ok(parse_hierarchies(&fs::read_to_string(
         "/proc/self/mountinfo",
@@ -67,7 +67,10 @@ fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
             Some("cgroup") => {
                 let controllers: Vec<String> = super_options
                     .split(',')
-                    .filter(|option| !NOT_CONTROLLERS.contains(option) && !option.contains('='))
+                    .filter(|option| {
+                        !NOT_CONTROLLERS.contains(option)
+                            && (!option.contains('=') || option.starts_with("name="))
+                    })
                     .map(str::to_owned)
                     .collect();
                 if controllers.is_empty() {
@@ -215,7 +218,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parse_hierarchies_finds_v2_and_v1_controllers_only() {
+    fn parse_hierarchies_finds_v2_and_every_v1_hierarchy_once() {
         let mountinfo = "\
 30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
 31 30 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
@@ -224,10 +227,12 @@ mod tests {
 34 30 0:30 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
 35 30 0:30 / /mnt/memory-again rw,relatime - cgroup cgroup rw,memory";
         let found = parse_hierarchies(mountinfo);
-        assert_eq!(found.len(), 3);
+        assert_eq!(found.len(), 4);
         assert!(found[0].is_v2());
         assert_eq!(found[0].mount_point, Path::new("/sys/fs/cgroup/unified"));
-        assert_eq!(found[1].controllers, ["cpu", "cpuacct"]);
-        assert_eq!(found[2].mount_point, Path::new("/sys/fs/cgroup/memory"));
+        assert_eq!(found[1].controllers, ["name=systemd"]);
+        assert!(!found[1].is_v2());
+        assert_eq!(found[2].controllers, ["cpu", "cpuacct"]);
+        assert_eq!(found[3].mount_point, Path::new("/sys/fs/cgroup/memory"));
     }
 }
