@@ -15,15 +15,29 @@ use crate::container::{CreateOptions, Runtime, DEFAULT_CGROUP_PARENT, DEFAULT_RO
 use crate::error::Error;
 use crate::state::State;
 
-/// `service runtime`: global options and the command.
-#[derive(Debug, Args)]
-pub struct RuntimeArgs {
+/// Where the runtime keeps state and puts containers; shared by every command that runs them.
+#[derive(Debug, Clone, Args)]
+pub struct RuntimeOptions {
     /// Directory for container state.
     #[arg(long, global = true, default_value = DEFAULT_ROOT)]
     root: PathBuf,
     /// Cgroup under which a container without linux.cgroupsPath gets <parent>/<id>.
     #[arg(long, global = true, default_value = DEFAULT_CGROUP_PARENT)]
     cgroup_parent: String,
+}
+
+impl RuntimeOptions {
+    /// The runtime these options describe.
+    pub fn runtime(&self) -> Runtime {
+        Runtime::new(&self.root).with_cgroup_parent(&self.cgroup_parent)
+    }
+}
+
+/// `service runtime`: global options and the command.
+#[derive(Debug, Args)]
+pub struct RuntimeArgs {
+    #[command(flatten)]
+    options: RuntimeOptions,
     /// Write error messages to this file (appended) instead of stderr.
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -119,7 +133,7 @@ const NO_TERMINAL: &str =
 
 /// Runs one `service runtime` command; the exit code follows runc.
 pub fn run(args: RuntimeArgs) -> ExitCode {
-    let runtime = Runtime::new(&args.root).with_cgroup_parent(&args.cgroup_parent);
+    let runtime = args.options.runtime();
     match dispatch(&runtime, args.command) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -95,22 +95,27 @@ impl Layout {
     /// The bundles of a section, sorted by directory name (the run order); none if the
     /// directory does not exist.
     pub fn bundles(&self, section: Section) -> io::Result<Vec<Bundle>> {
-        let dir = self.section_dir(section);
-        let entries = match dir.read_dir() {
-            Ok(entries) => entries,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(err) => return Err(err),
-        };
-        let mut bundles = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            if entry.file_type()?.is_dir() {
-                bundles.push(Bundle::new(section, entry.path()));
-            }
-        }
-        bundles.sort_by(|a, b| a.dir.cmp(&b.dir));
-        Ok(bundles)
+        bundles_in(section, &self.section_dir(section))
     }
+}
+
+/// The bundles in `dir`, a directory of `section`'s bundles, sorted by directory name (the run
+/// order); none if the directory does not exist.
+pub fn bundles_in(section: Section, dir: &Path) -> io::Result<Vec<Bundle>> {
+    let entries = match dir.read_dir() {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let mut bundles = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            bundles.push(Bundle::new(section, entry.path()));
+        }
+    }
+    bundles.sort_by(|a, b| a.dir.cmp(&b.dir));
+    Ok(bundles)
 }
 
 /// The directories of one volume.

@@ -1,14 +1,20 @@
-//! `service`: the command that runs on an image beside PID 1: it checks bundles and embeds the
-//! OCI runtime; it grows into the supervisor daemon and the control-socket client.
+//! `service`: the command that runs on an image beside PID 1: it checks bundles, runs the onboot
+//! and onshutdown containers, and embeds the OCI runtime; it grows into the supervisor daemon and
+//! the control-socket client.
 //! Runs in: the image (as root), or on a build host for `service check`.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod check;
+mod child;
+mod oneshot;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use runtime::cli::RuntimeOptions;
+use runtime::helper::Helper;
+use spec::Section;
 
 #[derive(Debug, Parser)]
 #[command(name = "service", version, about = "Kiln's service supervisor")]
@@ -30,14 +36,52 @@ enum Command {
         /// Bundle directories to check.
         bundles: Vec<PathBuf>,
     },
+    /// Run the onboot containers (default /containers/onboot) in name order, each to completion.
+    ///
+    /// Logs go to /run/log/onboot/onboot.NNN-name.log (stderr) and .out.log (stdout), linked
+    /// from /var/log/onboot, and to the console. A failed bundle is reported and the next runs;
+    /// exits 1 if any failed. A missing directory means nothing to run.
+    Onboot(OneshotArgs),
+    /// Run the onshutdown containers (default /containers/onshutdown) like `onboot`; logs in
+    /// /run/log/shutdown, linked from /var/log/shutdown.
+    Onshutdown(OneshotArgs),
     /// The embedded OCI runtime, with runc's command line.
     Runtime(runtime::cli::RuntimeArgs),
+}
+
+#[derive(Debug, Args)]
+struct OneshotArgs {
+    /// The directory of bundles.
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// Where the log files are written.
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// The symlink made to the log directory.
+    #[arg(long)]
+    log_link: Option<PathBuf>,
+    #[command(flatten)]
+    runtime: RuntimeOptions,
+}
+
+impl OneshotArgs {
+    fn run(self, section: Section) -> ExitCode {
+        let defaults = oneshot::Paths::default_for(section);
+        let paths = oneshot::Paths {
+            bundles: self.path.unwrap_or(defaults.bundles),
+            log_dir: self.log_dir.unwrap_or(defaults.log_dir),
+            log_link: self.log_link.unwrap_or(defaults.log_link),
+        };
+        oneshot::run(section, &paths, &Helper::new(self.runtime.runtime()))
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { path, bundles } => check::run(path.as_deref(), &bundles),
+        Command::Onboot(args) => args.run(Section::Onboot),
+        Command::Onshutdown(args) => args.run(Section::Onshutdown),
         Command::Runtime(args) => runtime::cli::run(args),
     }
 }

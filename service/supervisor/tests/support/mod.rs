@@ -1,4 +1,4 @@
-//! Shared by the runtime tests: busybox bundles, the `service runtime` command line pointed at
+//! Shared by the runtime and onboot tests: busybox bundles, the `service runtime` command line pointed at
 //! the sandbox's scratch directory and cgroup parent, and process checks.
 //! Runs in: test bodies inside the sandbox (PID 1 of fresh namespaces).
 #![allow(
@@ -26,7 +26,12 @@ impl Bundle {
     /// A bundle named `name` running `args`, in new pid, mount, ipc, uts and network namespaces,
     /// with its cgroup below the sandbox's.
     pub fn new(name: &str, args: &[&str]) -> Self {
-        let dir = sandbox::scratch().join("bundles").join(name);
+        Self::new_in(&sandbox::scratch().join("bundles"), name, args)
+    }
+
+    /// Like [`Bundle::new`], in directory `parent` (an onboot or onshutdown directory).
+    pub fn new_in(parent: &Path, name: &str, args: &[&str]) -> Self {
+        let dir = parent.join(name);
         let rootfs = dir.join("rootfs");
         for sub in ["bin", "proc", "dev", "sys", "tmp", "etc"] {
             fs::create_dir_all(rootfs.join(sub)).unwrap();
@@ -82,6 +87,15 @@ impl Bundle {
         self.write();
     }
 
+    /// Writes runtime.json.
+    pub fn runtime_json(&self, runtime: &Value) {
+        fs::write(
+            self.dir.join("runtime.json"),
+            serde_json::to_vec_pretty(runtime).unwrap(),
+        )
+        .unwrap();
+    }
+
     pub fn path(&self) -> &str {
         self.dir.to_str().unwrap()
     }
@@ -110,14 +124,19 @@ pub fn runtime(args: &[&str]) -> Command {
     command
 }
 
-/// Runs `service runtime ARGS...` and returns its output. Output goes through files, not pipes:
-/// `create` hands its stdio to the container, which would hold a pipe open until it ends.
+/// Runs `service runtime ARGS...` and returns its output.
 pub fn runtime_output(args: &[&str]) -> Output {
+    output_via_files(&mut runtime(args))
+}
+
+/// Runs a command and returns its output. Output goes through files, not pipes: `create` and the
+/// one-shot runner hand their stdio to containers, which would hold a pipe open until they end.
+pub fn output_via_files(command: &mut Command) -> Output {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let out_path = sandbox::scratch().join(format!("runtime-{n}.out"));
-    let err_path = sandbox::scratch().join(format!("runtime-{n}.err"));
-    let status = runtime(args)
+    let out_path = sandbox::scratch().join(format!("command-{n}.out"));
+    let err_path = sandbox::scratch().join(format!("command-{n}.err"));
+    let status = command
         .stdin(std::process::Stdio::null())
         .stdout(fs::File::create(&out_path).unwrap())
         .stderr(fs::File::create(&err_path).unwrap())

@@ -1,0 +1,281 @@
+//! `service onboot` and `service onshutdown`: run every bundle of a one-shot section in name
+//! order, each to completion: runtime.json -> filesystem steps -> create -> network and namespace
+//! steps -> start -> wait (killed past its `timeout`) -> clean up (delete the container, unmount
+//! the bundle's own mounts). A bundle that fails is reported by name, what it had done is undone,
+//! and the next one runs; the exit status is 1 if any failed.
+//! Runs in: the image, as root, started by init (onboot at boot, onshutdown at shutdown); one
+//! tokio thread, and container creation in the `service runtime create` helper.
+//! Mirrors LinuxKit's `runcInit` (pkg/init/cmd/service/runc.go) and its log names; unlike it, a
+//! container's exit status counts, a runtime.json error fails one bundle rather than the run, and
+//! `timeout` bounds a bundle.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use prepare::{plan, Prepared};
+use runtime::helper::{ContainerStdio, Helper, HelperOptions};
+use spec::layout::{bundles_in, Bundle, Section};
+use spec::Runtime;
+
+use crate::child::{Child, Exit};
+
+/// Where a one-shot section's bundles, logs and log link are.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The bundles, one directory each (`/containers/onboot`).
+    pub bundles: PathBuf,
+    /// Where the logs are written (`/run/log/onboot`).
+    pub log_dir: PathBuf,
+    /// A symlink made to `log_dir` at the end (`/var/log/onboot`).
+    pub log_link: PathBuf,
+}
+
+impl Paths {
+    /// LinuxKit's places for a section.
+    pub fn default_for(section: Section) -> Self {
+        let logs = log_prefix(section);
+        Self {
+            bundles: Path::new(spec::layout::CONTAINERS_DIR).join(section.dir_name()),
+            log_dir: Path::new("/run/log").join(logs),
+            log_link: Path::new("/var/log").join(logs),
+        }
+    }
+}
+
+/// The word LinuxKit uses in log names: `onboot`, or `shutdown` for onshutdown.
+fn log_prefix(section: Section) -> &'static str {
+    match section {
+        Section::Onshutdown => "shutdown",
+        _ => "onboot",
+    }
+}
+
+/// Runs the section; prints one line per bundle outcome on stderr and the bundles' output on
+/// stdout (the console).
+pub fn run(section: Section, paths: &Paths, helper: &Helper) -> ExitCode {
+    let tokio = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(tokio) => tokio,
+        Err(err) => {
+            eprintln!("service {section}: start the event loop: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio.block_on(run_section(section, paths, helper))
+}
+
+async fn run_section(section: Section, paths: &Paths, helper: &Helper) -> ExitCode {
+    let bundles = match bundles_in(section, &paths.bundles) {
+        Ok(bundles) => bundles,
+        Err(err) => {
+            eprintln!("service {section}: read {}: {err}", paths.bundles.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if bundles.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    if let Err(err) = fs::create_dir_all(&paths.log_dir) {
+        eprintln!(
+            "service {section}: create log directory {}: {err}",
+            paths.log_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut failed = Vec::new();
+    for bundle in &bundles {
+        let log = LogFiles::new(section, bundle, &paths.log_dir);
+        match run_bundle(bundle, &log, helper).await {
+            Ok(exit) if exit.success() => eprintln!("{section} {}: {exit}", bundle.id()),
+            Ok(exit) => {
+                eprintln!("{section} {}: failed: {exit}", bundle.id());
+                failed.push(bundle.id());
+            }
+            Err(message) => {
+                eprintln!("{section} {}: failed: {message}", bundle.id());
+                failed.push(bundle.id());
+            }
+        }
+        log.copy_to_console();
+    }
+    link_logs(section, paths);
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "service {section}: {} of {} bundles failed: {}",
+            failed.len(),
+            bundles.len(),
+            failed.join(", ")
+        );
+        ExitCode::FAILURE
+    }
+}
+
+/// One bundle from runtime.json to clean-up. `Err` carries the message naming what failed.
+async fn run_bundle(bundle: &Bundle, log: &LogFiles, helper: &Helper) -> Result<Exit, String> {
+    let id = bundle.id();
+    let config = Runtime::load(&bundle.dir).map_err(|err| err.to_string())?;
+    let problems = config.check();
+    if !problems.is_empty() {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(format!("runtime.json: {}", problems.join("; ")));
+    }
+    let hierarchies = if config.cgroups.is_empty() {
+        Vec::new()
+    } else {
+        prepare::cgroup::hierarchies().map_err(|err| format!("runtime.json cgroups: {err}"))?
+    };
+
+    let mut prepared = Prepared::new();
+    if let Err(err) =
+        prepared.apply_filesystem(&plan::filesystem(&bundle.dir, &config, &hierarchies))
+    {
+        return Err(undo(prepared, err.to_string()).await);
+    }
+    let stdio = match log.open() {
+        Ok(stdio) => stdio,
+        Err(err) => return Err(undo(prepared, err).await),
+    };
+    let pid = match helper.create(&id, &bundle.dir, stdio, &HelperOptions::default()) {
+        Ok(pid) => pid,
+        Err(err) => return Err(undo(prepared, err.to_string()).await),
+    };
+    let runtime = helper.runtime();
+    let started = async {
+        let child = Child::new(pid).map_err(|err| format!("watch container init {pid}: {err}"))?;
+        prepared
+            .apply_process(&plan::process(&config), pid)
+            .await
+            .map_err(|err| err.to_string())?;
+        runtime.start(&id).map_err(|err| err.to_string())?;
+        Ok::<_, String>(child)
+    }
+    .await;
+    let child = match started {
+        Ok(child) => child,
+        Err(message) => {
+            remove_container(runtime, &id, None).await;
+            return Err(undo(prepared, message).await);
+        }
+    };
+
+    let deadline = config.timeout.map(Duration::from_secs);
+    let outcome = match child.wait(deadline).await {
+        Ok(Some(exit)) => Ok(exit),
+        Ok(None) => {
+            remove_container(runtime, &id, Some(&child)).await;
+            Err(format!(
+                "still running after its timeout of {}s: killed",
+                config.timeout.unwrap_or_default()
+            ))
+        }
+        Err(err) => Err(format!("wait for container init {pid}: {err}")),
+    };
+    remove_container(runtime, &id, None).await;
+    let problems = prepared.release_mounts_under(&bundle.dir);
+    for problem in problems {
+        eprintln!("{} {id}: clean-up: {problem}", bundle.section);
+    }
+    outcome
+}
+
+/// Kills what is left of the container (every process in it, then the init, which `child`
+/// reaps when given) and deletes it; problems are reported, not returned.
+async fn remove_container(runtime: &runtime::Runtime, id: &str, child: Option<&Child>) {
+    if let Some(child) = child {
+        if let Err(err) = runtime.kill(id, Signal::SIGKILL, true) {
+            eprintln!("{id}: kill: {err}");
+        }
+        if let Err(err) = child.wait(None).await {
+            eprintln!("{id}: wait for container init {}: {err}", child.pid());
+        }
+    }
+    match runtime.delete(id, true) {
+        Ok(()) | Err(runtime::Error::NotFound { .. }) => {}
+        Err(err) => eprintln!("{id}: {err}"),
+    }
+}
+
+/// Undoes what the bundle did and returns the failure message, with any undo problems added.
+async fn undo(prepared: Prepared, message: String) -> String {
+    let problems = prepared.undo().await;
+    if problems.is_empty() {
+        return message;
+    }
+    let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    format!("{message} (and could not undo: {})", problems.join("; "))
+}
+
+/// `/var/log/onboot` -> `/run/log/onboot`, unless something is there already.
+fn link_logs(section: Section, paths: &Paths) {
+    if let Some(parent) = paths.log_link.parent() {
+        let _ = fs::create_dir_all(parent);
+    }
+    match symlink(&paths.log_dir, &paths.log_link) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(err) => eprintln!(
+            "service {section}: link {} to {}: {err}",
+            paths.log_link.display(),
+            paths.log_dir.display()
+        ),
+    }
+}
+
+/// A bundle's two log files: `onboot.NNN-name.log` (stderr) and `onboot.NNN-name.out.log` (stdout).
+#[derive(Debug)]
+struct LogFiles {
+    stderr: PathBuf,
+    stdout: PathBuf,
+}
+
+impl LogFiles {
+    fn new(section: Section, bundle: &Bundle, dir: &Path) -> Self {
+        let base = format!("{}.{}", log_prefix(section), bundle.id());
+        Self {
+            stderr: dir.join(format!("{base}.log")),
+            stdout: dir.join(format!("{base}.out.log")),
+        }
+    }
+
+    /// Truncates both and opens them as the container's stdout and stderr; stdin is /dev/null.
+    fn open(&self) -> Result<ContainerStdio, String> {
+        let create = |path: &Path| -> Result<OwnedFd, String> {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map(OwnedFd::from)
+                .map_err(|err| format!("open log {}: {err}", path.display()))
+        };
+        let stdin = File::open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|err| format!("open /dev/null: {err}"))?;
+        Ok(ContainerStdio {
+            stdin,
+            stdout: create(&self.stdout)?,
+            stderr: create(&self.stderr)?,
+        })
+    }
+
+    /// Writes both logs to stdout (the console), stderr's first, as LinuxKit does.
+    fn copy_to_console(&self) {
+        let mut console = io::stdout().lock();
+        for path in [&self.stderr, &self.stdout] {
+            if let Ok(bytes) = fs::read(path) {
+                let _ = console.write_all(&bytes);
+            }
+        }
+        let _ = console.flush();
+    }
+}
