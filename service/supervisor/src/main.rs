@@ -60,6 +60,9 @@ struct OneshotArgs {
     /// The symlink made to the log directory.
     #[arg(long)]
     log_link: Option<PathBuf>,
+    /// Print the steps each bundle would take (runtime.json actions, create, start), and do nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     runtime: RuntimeOptions,
 }
@@ -72,6 +75,9 @@ impl OneshotArgs {
             log_dir: self.log_dir.unwrap_or(defaults.log_dir),
             log_link: self.log_link.unwrap_or(defaults.log_link),
         };
+        if self.dry_run {
+            return oneshot::print_plans(section, &paths);
+        }
         oneshot::run(section, &paths, &Helper::new(self.runtime.runtime()))
     }
 }

@@ -120,15 +120,65 @@ async fn run_section(section: Section, paths: &Paths, helper: &Helper) -> ExitCo
     }
 }
 
+/// Prints, for every bundle, the steps a run would take, without taking any; exits 1 if a
+/// bundle's runtime.json cannot be read or is invalid.
+pub fn print_plans(section: Section, paths: &Paths) -> ExitCode {
+    let bundles = match bundles_in(section, &paths.bundles) {
+        Ok(bundles) => bundles,
+        Err(err) => {
+            eprintln!("service {section}: read {}: {err}", paths.bundles.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let hierarchies = match prepare::cgroup::hierarchies() {
+        Ok(hierarchies) => hierarchies,
+        Err(err) => {
+            eprintln!("service {section}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut status = ExitCode::SUCCESS;
+    for bundle in &bundles {
+        let id = bundle.id();
+        let config = match load_runtime(bundle) {
+            Ok(config) => config,
+            Err(message) => {
+                eprintln!("{section} {id}: {message}");
+                status = ExitCode::FAILURE;
+                continue;
+            }
+        };
+        println!("{section} {id}:");
+        for step in plan::filesystem(&bundle.dir, &config, &hierarchies) {
+            println!("  {step}");
+        }
+        println!("  create container {id} from {}", bundle.dir.display());
+        for step in plan::process(&config) {
+            println!("  {step}");
+        }
+        match config.timeout {
+            Some(secs) => println!("  start and wait, killing it after {secs}s"),
+            None => println!("  start and wait"),
+        }
+    }
+    status
+}
+
+/// Reads and checks a bundle's runtime.json; the message names the file and the fields.
+fn load_runtime(bundle: &Bundle) -> Result<Runtime, String> {
+    let config = Runtime::load(&bundle.dir).map_err(|err| err.to_string())?;
+    let problems = config.check();
+    if problems.is_empty() {
+        return Ok(config);
+    }
+    let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    Err(format!("runtime.json: {}", problems.join("; ")))
+}
+
 /// One bundle from runtime.json to clean-up. `Err` carries the message naming what failed.
 async fn run_bundle(bundle: &Bundle, log: &LogFiles, helper: &Helper) -> Result<Exit, String> {
     let id = bundle.id();
-    let config = Runtime::load(&bundle.dir).map_err(|err| err.to_string())?;
-    let problems = config.check();
-    if !problems.is_empty() {
-        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        return Err(format!("runtime.json: {}", problems.join("; ")));
-    }
+    let config = load_runtime(bundle)?;
     let hierarchies = if config.cgroups.is_empty() {
         Vec::new()
     } else {

@@ -173,6 +173,56 @@ fn onboot_bundles_share_a_network_namespace_root() {
 }
 
 #[test]
+fn a_writable_bundle_runs_on_its_overlay_root() {
+    sandbox::test(|| {
+        private_run_and_var_log();
+        let onboot = sandbox::scratch().join("containers/onboot");
+        let mut bundle = Bundle::new_in(
+            &onboot,
+            "000-writable",
+            &[
+                "sh",
+                "-c",
+                "echo written > /etc/written && cat /etc/written",
+            ],
+        );
+        bundle.edit(|config| config["root"]["readonly"] = json!(false));
+        // The layout and runtime.json `kiln build` (like LinuxKit's) writes for a writable image.
+        let dir = bundle.dir.clone();
+        fs::rename(dir.join("rootfs"), dir.join("lower"))?;
+        fs::create_dir(dir.join("rootfs"))?;
+        fs::create_dir(dir.join("tmp"))?;
+        let at = |sub: &str| dir.join(sub).display().to_string();
+        bundle.runtime_json(&json!({"mounts": [
+            {"type": "tmpfs", "source": "tmpfs", "destination": at("tmp")},
+            {"destination": at("tmp"), "options": ["remount", "private"]},
+            {"type": "overlay", "source": "overlay", "destination": at("rootfs"), "options": [
+                format!("lowerdir={}", at("lower")),
+                format!("upperdir={}", at("tmp/upper")),
+                format!("workdir={}", at("tmp/work")),
+            ]}
+        ]}));
+
+        let output = run_section("onboot", &onboot);
+        let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("written"), "{stdout}");
+        assert!(
+            !dir.join("lower/etc/written").exists(),
+            "the image is untouched"
+        );
+        let mounts = mount_points();
+        assert!(
+            !mounts.iter().any(|point| point.starts_with(&dir)),
+            "overlay and tmpfs are released: {mounts:?}"
+        );
+        assert_eq!(fs::read_dir(dir.join("rootfs"))?.count(), 0);
+        assert_nothing_left("a writable onboot bundle");
+        Ok(())
+    });
+}
+
+#[test]
 fn failures_are_named_undone_and_the_rest_still_runs_root() {
     sandbox::test(|| {
         private_run_and_var_log();
@@ -307,6 +357,54 @@ fn a_bundle_past_its_timeout_is_killed_and_the_next_runs_root() {
         assert_nothing_left("a timed-out onshutdown bundle");
         Ok(())
     });
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_does_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("000-net");
+    fs::create_dir(&bundle).unwrap();
+    fs::write(
+        bundle.join("runtime.json"),
+        r#"{"mounts":[{"type":"tmpfs","source":"tmpfs","destination":"mnt/x"}],
+            "interfaces":[{"name":"eth1","peer":"host1"}],"bindNS":{"net":"/run/netns/n"},"timeout":5}"#,
+    )
+    .unwrap();
+    let bad = dir.path().join("001-bad");
+    fs::create_dir(&bad).unwrap();
+    fs::write(
+        bad.join("runtime.json"),
+        r#"{"interfaces":[{"add":"veth"}]}"#,
+    )
+    .unwrap();
+
+    let output = Command::new(SERVICE)
+        .args(["onboot", "--dry-run", "--path"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(
+        stdout,
+        format!(
+            "onboot 000-net:\n  mounts[0]: create mount point {mnt}\n  mounts[0]: mount tmpfs on {mnt} type tmpfs\n  \
+             create container 000-net from {bundle}\n  \
+             interfaces[0]: create veth eth1 with peer host1 in the root namespace\n  \
+             interfaces[0]: move link eth1 into the container's network namespace\n  \
+             bindNS.net: create directory /run/netns\n  \
+             bindNS.net: bind the net namespace on /run/netns/n\n  \
+             start and wait, killing it after 5s\n",
+            mnt = rootfs.join("mnt/x").display(),
+            bundle = bundle.display(),
+        )
+    );
+    assert!(
+        stderr.contains("onboot 001-bad: runtime.json: interfaces[0].name: missing"),
+        "{stderr}"
+    );
+    assert!(!rootfs.exists(), "nothing was done");
 }
 
 #[test]
