@@ -6,7 +6,13 @@
 
 mod check;
 mod child;
+mod daemon;
+mod launch;
+mod lifecycle;
+mod logfile;
 mod oneshot;
+mod order;
+mod volumes;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +42,12 @@ enum Command {
         /// Bundle directories to check.
         bundles: Vec<PathBuf>,
     },
+    /// The supervisor daemon: volumes, onboot, then every service started in dependency order
+    /// and kept running by its restart policy; on SIGTERM, onshutdown and every service stopped.
+    ///
+    /// Events (start, exit, restart, ready, stop) go to stdout and <log-dir>/service.log; each
+    /// service's output to <log-dir>/NAME.out.log (stdout) and NAME.log (stderr), rotated by size.
+    SystemInit(SystemInitArgs),
     /// Run the onboot containers (default /containers/onboot) in name order, each to completion.
     ///
     /// Logs go to /run/log/onboot/onboot.NNN-name.log (stderr) and .out.log (stdout), linked
@@ -67,6 +79,27 @@ struct OneshotArgs {
     runtime: RuntimeOptions,
 }
 
+#[derive(Debug, Args)]
+struct SystemInitArgs {
+    /// The /containers tree: volumes/, onboot/, services/, onshutdown/.
+    #[arg(long, default_value = spec::layout::CONTAINERS_DIR)]
+    path: PathBuf,
+    /// Where service logs and service.log are written.
+    #[arg(long, default_value = "/var/log")]
+    log_dir: PathBuf,
+    /// Where the onboot and onshutdown logs are written (in onboot/ and shutdown/).
+    #[arg(long, default_value = "/run/log")]
+    oneshot_log_dir: PathBuf,
+    /// Rotate a service log once it would pass this many bytes.
+    #[arg(long, default_value_t = logfile::DEFAULT_MAX_SIZE)]
+    log_max_size: u64,
+    /// Rotated logs kept (NAME.log.0 newest).
+    #[arg(long, default_value_t = logfile::DEFAULT_KEEP)]
+    log_keep: usize,
+    #[command(flatten)]
+    runtime: RuntimeOptions,
+}
+
 impl OneshotArgs {
     fn run(self, section: Section) -> ExitCode {
         let defaults = oneshot::Paths::default_for(section);
@@ -86,6 +119,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { path, bundles } => check::run(path.as_deref(), &bundles),
+        Command::SystemInit(args) => daemon::run(
+            daemon::Config {
+                containers: args.path,
+                log_dir: args.log_dir,
+                oneshot_log_dir: args.oneshot_log_dir,
+                log_max_size: args.log_max_size,
+                log_keep: args.log_keep,
+            },
+            Helper::new(args.runtime.runtime()),
+        ),
         Command::Onboot(args) => args.run(Section::Onboot),
         Command::Onshutdown(args) => args.run(Section::Onshutdown),
         Command::Runtime(args) => runtime::cli::run(args),

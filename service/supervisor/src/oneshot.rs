@@ -17,13 +17,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use prepare::{plan, Prepared};
-use runtime::helper::{ContainerStdio, Helper, HelperOptions};
+use prepare::plan;
+use runtime::helper::{ContainerStdio, Helper};
 use spec::layout::{bundles_in, Bundle, Section};
 use spec::Runtime;
 
-use crate::child::{Child, Exit};
+use crate::child::Exit;
+use crate::launch::{self, Launched};
 
 /// Where a one-shot section's bundles, logs and log link are.
 #[derive(Debug, Clone)]
@@ -72,7 +72,7 @@ pub fn run(section: Section, paths: &Paths, helper: &Helper) -> ExitCode {
     tokio.block_on(run_section(section, paths, helper))
 }
 
-async fn run_section(section: Section, paths: &Paths, helper: &Helper) -> ExitCode {
+pub async fn run_section(section: Section, paths: &Paths, helper: &Helper) -> ExitCode {
     let bundles = match bundles_in(section, &paths.bundles) {
         Ok(bundles) => bundles,
         Err(err) => {
@@ -165,7 +165,7 @@ pub fn print_plans(section: Section, paths: &Paths) -> ExitCode {
 }
 
 /// Reads and checks a bundle's runtime.json; the message names the file and the fields.
-fn load_runtime(bundle: &Bundle) -> Result<Runtime, String> {
+pub fn load_runtime(bundle: &Bundle) -> Result<Runtime, String> {
     let config = Runtime::load(&bundle.dir).map_err(|err| err.to_string())?;
     let problems = config.check();
     if problems.is_empty() {
@@ -179,90 +179,37 @@ fn load_runtime(bundle: &Bundle) -> Result<Runtime, String> {
 async fn run_bundle(bundle: &Bundle, log: &LogFiles, helper: &Helper) -> Result<Exit, String> {
     let id = bundle.id();
     let config = load_runtime(bundle)?;
-    let hierarchies = if config.cgroups.is_empty() {
-        Vec::new()
-    } else {
-        prepare::cgroup::hierarchies().map_err(|err| format!("runtime.json cgroups: {err}"))?
-    };
-
-    let mut prepared = Prepared::new();
-    if let Err(err) =
-        prepared.apply_filesystem(&plan::filesystem(&bundle.dir, &config, &hierarchies))
-    {
-        return Err(undo(prepared, err.to_string()).await);
-    }
-    let stdio = match log.open() {
-        Ok(stdio) => stdio,
-        Err(err) => return Err(undo(prepared, err).await),
-    };
-    let pid = match helper.create(&id, &bundle.dir, stdio, &HelperOptions::default()) {
-        Ok(pid) => pid,
-        Err(err) => return Err(undo(prepared, err.to_string()).await),
-    };
+    let Launched {
+        child,
+        mut prepared,
+    } = launch::launch(helper, bundle, &config, || log.open()).await?;
     let runtime = helper.runtime();
-    let started = async {
-        let child = Child::new(pid).map_err(|err| format!("watch container init {pid}: {err}"))?;
-        prepared
-            .apply_process(&plan::process(&config), pid)
-            .await
-            .map_err(|err| err.to_string())?;
-        runtime.start(&id).map_err(|err| err.to_string())?;
-        Ok::<_, String>(child)
-    }
-    .await;
-    let child = match started {
-        Ok(child) => child,
-        Err(message) => {
-            remove_container(runtime, &id, None).await;
-            return Err(undo(prepared, message).await);
-        }
-    };
-
     let deadline = config.timeout.map(Duration::from_secs);
     let outcome = match child.wait(deadline).await {
         Ok(Some(exit)) => Ok(exit),
         Ok(None) => {
-            remove_container(runtime, &id, Some(&child)).await;
-            Err(format!(
+            let mut message = format!(
                 "still running after its timeout of {}s: killed",
                 config.timeout.unwrap_or_default()
-            ))
+            );
+            for problem in launch::remove(runtime, &id, Some(&child)).await {
+                message.push_str(&format!("; {problem}"));
+            }
+            Err(message)
         }
-        Err(err) => Err(format!("wait for container init {pid}: {err}")),
+        Err(err) => Err(format!("wait for container init {}: {err}", child.pid())),
     };
-    remove_container(runtime, &id, None).await;
-    let problems = prepared.release_mounts_under(&bundle.dir);
+    let mut problems = launch::remove(runtime, &id, None).await;
+    problems.extend(
+        prepared
+            .release_mounts_under(&bundle.dir)
+            .iter()
+            .map(ToString::to_string),
+    );
     for problem in problems {
         eprintln!("{} {id}: clean-up: {problem}", bundle.section);
     }
     outcome
-}
-
-/// Kills what is left of the container (every process in it, then the init, which `child`
-/// reaps when given) and deletes it; problems are reported, not returned.
-async fn remove_container(runtime: &runtime::Runtime, id: &str, child: Option<&Child>) {
-    if let Some(child) = child {
-        if let Err(err) = runtime.kill(id, Signal::SIGKILL, true) {
-            eprintln!("{id}: kill: {err}");
-        }
-        if let Err(err) = child.wait(None).await {
-            eprintln!("{id}: wait for container init {}: {err}", child.pid());
-        }
-    }
-    match runtime.delete(id, true) {
-        Ok(()) | Err(runtime::Error::NotFound { .. }) => {}
-        Err(err) => eprintln!("{id}: {err}"),
-    }
-}
-
-/// Undoes what the bundle did and returns the failure message, with any undo problems added.
-async fn undo(prepared: Prepared, message: String) -> String {
-    let problems = prepared.undo().await;
-    if problems.is_empty() {
-        return message;
-    }
-    let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-    format!("{message} (and could not undo: {})", problems.join("; "))
 }
 
 /// `/var/log/onboot` -> `/run/log/onboot`, unless something is there already.

@@ -10,23 +10,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use nix::mount::{mount, MsFlags};
 use serde_json::json;
 use support::*;
-
-/// Fresh /run and /var/log for this sandbox, where the runner writes its logs by default.
-fn private_run_and_var_log() {
-    for dir in ["/run", "/var/log"] {
-        mount(
-            Some("tmpfs"),
-            dir,
-            Some("tmpfs"),
-            MsFlags::empty(),
-            None::<&str>,
-        )
-        .unwrap();
-    }
-}
 
 /// `service SECTION --path DIR` with the sandbox's runtime root and cgroup parent.
 fn run_section(section: &str, dir: &Path) -> Output {

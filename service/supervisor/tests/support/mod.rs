@@ -304,6 +304,20 @@ pub fn describe_process(pid: i32) -> String {
     )
 }
 
+/// Fresh /run and /var/log for this sandbox, where the supervisor writes its logs by default.
+pub fn private_run_and_var_log() {
+    for dir in ["/run", "/var/log"] {
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .unwrap();
+    }
+}
+
 /// Reads a file that must exist.
 pub fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))

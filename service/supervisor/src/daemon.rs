@@ -1,0 +1,575 @@
+//! `service system-init`: the supervisor daemon. Sets up volumes, runs onboot, then starts every
+//! service in dependency order and keeps them running by their restart policy; on SIGTERM runs
+//! onshutdown and stops the services in reverse dependency order, each within its stop timeout.
+//! Every service's life goes through its [`Lifecycle`]; this module only carries out the actions
+//! it returns and turns what happens (exits, timers, ready files) into its events.
+//! Runs in: the image, as root, started by init; a child subreaper; one tokio thread, with
+//! container creation in the `service runtime create` helper. It owns the wait status of its
+//! container inits (through pidfds) and reaps the orphans it inherits.
+//! LinuxKit's `service system-init` starts containerd and the services once and exits; nothing
+//! there restarts a service.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::{pipe2, Pid};
+use prepare::Prepared;
+use runtime::helper::{ContainerStdio, Helper};
+use spec::layout::{Layout, Section};
+use spec::Runtime;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
+
+use crate::child::Exit;
+use crate::launch::{self, Launched};
+use crate::lifecycle::{Action, Event, Lifecycle, Policy, State};
+use crate::logfile::{self, LogFile};
+use crate::oneshot;
+use crate::order::Order;
+use crate::volumes;
+
+/// How often a declared ready file is looked for.
+const READY_POLL: Duration = Duration::from_millis(50);
+
+/// Where the daemon finds bundles and writes logs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The `/containers` tree.
+    pub containers: PathBuf,
+    /// Where service logs and `service.log` go (`/var/log`).
+    pub log_dir: PathBuf,
+    /// Where onboot and onshutdown logs go (`/run/log`).
+    pub oneshot_log_dir: PathBuf,
+    /// Service log rotation: size limit and rotated files kept.
+    pub log_max_size: u64,
+    pub log_keep: usize,
+}
+
+/// Runs the daemon until SIGTERM has been handled.
+pub fn run(config: Config, helper: Helper) -> ExitCode {
+    if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
+        eprintln!("service system-init: become a child subreaper: {err}");
+    }
+    let tokio = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(tokio) => tokio,
+        Err(err) => {
+            eprintln!("service system-init: start the event loop: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio.block_on(async move {
+        let mut daemon = match Daemon::new(config, helper) {
+            Ok(daemon) => daemon,
+            Err(err) => {
+                eprintln!("service system-init: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        daemon.run().await
+    })
+}
+
+/// A message to the event loop about one service; `generation` tells which start of the service
+/// it is about, so that a late timer or exit of an earlier run is ignored.
+#[derive(Debug)]
+struct Message {
+    name: String,
+    generation: u64,
+    event: Event,
+}
+
+/// One supervised service.
+#[derive(Debug)]
+struct Service {
+    bundle: spec::Bundle,
+    runtime: Runtime,
+    lifecycle: Lifecycle,
+    generation: u64,
+    pid: Option<Pid>,
+    prepared: Option<Prepared>,
+    ready_watch: Option<JoinHandle<()>>,
+}
+
+struct Daemon {
+    config: Config,
+    helper: Helper,
+    services: BTreeMap<String, Service>,
+    order: Order,
+    events: EventLog,
+    sender: UnboundedSender<Message>,
+    receiver: UnboundedReceiver<Message>,
+    /// Pids of the container inits this daemon watches; every other child is an orphan to reap.
+    inits: HashSet<Pid>,
+}
+
+impl Daemon {
+    fn new(config: Config, helper: Helper) -> io::Result<Self> {
+        fs::create_dir_all(&config.log_dir).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("create {}: {err}", config.log_dir.display()),
+            )
+        })?;
+        let events = EventLog::open(&config.log_dir.join("service.log"))?;
+        let (sender, receiver) = unbounded_channel();
+        Ok(Self {
+            config,
+            helper,
+            services: BTreeMap::new(),
+            order: Order::default(),
+            events,
+            sender,
+            receiver,
+            inits: HashSet::new(),
+        })
+    }
+
+    async fn run(&mut self) -> ExitCode {
+        let (mut term, mut chld) =
+            match (signal(SignalKind::terminate()), signal(SignalKind::child())) {
+                (Ok(term), Ok(chld)) => (term, chld),
+                (Err(err), _) | (_, Err(err)) => {
+                    eprintln!("service system-init: signal handlers: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+        for name in volumes::set_up(&self.config.containers).await {
+            self.events.line(&format!("volume {name}: not set up"));
+        }
+        let paths = self.oneshot_paths(Section::Onboot);
+        oneshot::run_section(Section::Onboot, &paths, &self.helper).await;
+        self.load_services();
+        self.start_ready_dependents();
+        loop {
+            tokio::select! {
+                Some(message) = self.receiver.recv() => self.dispatch(message).await,
+                _ = chld.recv() => self.reap_orphans(),
+                _ = term.recv() => break,
+            }
+        }
+        self.events.line("SIGTERM: shutting down");
+        let paths = self.oneshot_paths(Section::Onshutdown);
+        oneshot::run_section(Section::Onshutdown, &paths, &self.helper).await;
+        self.stop_all(&mut chld).await;
+        self.events.line("all services stopped");
+        ExitCode::SUCCESS
+    }
+
+    fn oneshot_paths(&self, section: Section) -> oneshot::Paths {
+        let defaults = oneshot::Paths::default_for(section);
+        let logs = defaults
+            .log_dir
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        oneshot::Paths {
+            bundles: Layout::new(&self.config.containers).section_dir(section),
+            log_dir: self.config.oneshot_log_dir.join(&logs),
+            log_link: self.config.log_dir.join(logs),
+        }
+    }
+
+    /// Reads every service's runtime.json and works out the order; services that cannot start
+    /// are reported and left failed.
+    fn load_services(&mut self) {
+        let bundles = match Layout::new(&self.config.containers).bundles(Section::Services) {
+            Ok(bundles) => bundles,
+            Err(err) => {
+                self.events.line(&format!("read services: {err}"));
+                Vec::new()
+            }
+        };
+        let mut depends_on = BTreeMap::new();
+        let mut unusable = Vec::new();
+        for bundle in bundles {
+            let name = bundle.id();
+            let (runtime, problem) = match oneshot::load_runtime(&bundle) {
+                Ok(runtime) => (runtime, None),
+                Err(message) => (Runtime::default(), Some(message)),
+            };
+            let policy = policy(&runtime);
+            depends_on.insert(name.clone(), runtime.depends_on.clone());
+            if let Some(message) = problem {
+                unusable.push((name.clone(), message));
+            }
+            self.services.insert(
+                name,
+                Service {
+                    bundle,
+                    runtime,
+                    lifecycle: Lifecycle::new(policy),
+                    generation: 0,
+                    pid: None,
+                    prepared: None,
+                    ready_watch: None,
+                },
+            );
+        }
+        let invalid: BTreeMap<String, String> = unusable.into_iter().collect();
+        self.order = Order::new(&depends_on, &invalid);
+        let blocked: Vec<(String, String)> = self
+            .order
+            .blocked
+            .iter()
+            .map(|(name, why)| (name.clone(), why.to_string()))
+            .collect();
+        for (name, why) in blocked {
+            self.events.line(&format!("{name}: not started: {why}"));
+            if let Some(service) = self.services.get_mut(&name) {
+                service.lifecycle = Lifecycle::failed(service.lifecycle.policy);
+            }
+        }
+    }
+
+    /// Sends `DependenciesMet` to every waiting service whose dependencies are up.
+    fn start_ready_dependents(&mut self) {
+        let satisfied = |name: &String, services: &BTreeMap<String, Service>| {
+            services
+                .get(name)
+                .is_some_and(|dep| match dep.lifecycle.state() {
+                    State::Ready => true,
+                    State::Running => dep.runtime.ready.is_none(),
+                    _ => false,
+                })
+        };
+        let met: Vec<String> = self
+            .order
+            .start
+            .iter()
+            .filter(|name| {
+                self.services
+                    .get(*name)
+                    .is_some_and(|service| service.lifecycle.state() == State::Waiting)
+                    && self
+                        .order
+                        .dependencies(name)
+                        .iter()
+                        .all(|dep| satisfied(dep, &self.services))
+            })
+            .cloned()
+            .collect();
+        for name in met {
+            self.send_now(&name, Event::DependenciesMet);
+        }
+    }
+
+    fn send_now(&self, name: &str, event: Event) {
+        let generation = self.services.get(name).map_or(0, |s| s.generation);
+        let _ = self.sender.send(Message {
+            name: name.to_owned(),
+            generation,
+            event,
+        });
+    }
+
+    /// Feeds one event to a service's lifecycle and carries out the actions, and those of the
+    /// events they lead to.
+    async fn dispatch(&mut self, message: Message) {
+        let mut queue = VecDeque::from([(message.name, Some(message.generation), message.event)]);
+        while let Some((name, generation, event)) = queue.pop_front() {
+            let Some(service) = self.services.get_mut(&name) else {
+                continue;
+            };
+            if generation.is_some_and(|g| g != service.generation) {
+                continue;
+            }
+            let before = service.lifecycle.state();
+            let actions = service.lifecycle.handle(event, Instant::now());
+            let after = service.lifecycle.state();
+            self.log_event(&name, event, before, after);
+            for action in actions {
+                if let Some(event) = self.act(&name, action).await {
+                    queue.push_back((name.clone(), None, event));
+                }
+            }
+            if before != after && matches!(after, State::Running | State::Ready) {
+                self.start_ready_dependents();
+            }
+        }
+    }
+
+    fn log_event(&mut self, name: &str, event: Event, before: State, after: State) {
+        let policy = self.services.get(name).map(|s| s.lifecycle.policy);
+        let mut line = match event {
+            Event::Exited(exit) if before != after => format!("{name}: {exit}"),
+            Event::BecameReady if after == State::Ready => format!("{name}: ready"),
+            Event::StopRequested if after == State::Stopping => format!(
+                "{name}: stopping with {}",
+                policy.map_or("SIGTERM", |p| p.stop_signal.as_str())
+            ),
+            Event::StopTimeout if after == State::Stopping => format!(
+                "{name}: still running {}s after the stop signal: killing",
+                policy.map_or(0, |p| p.stop_timeout.as_secs())
+            ),
+            _ if before != after && after == State::Stopped => format!("{name}: stopped"),
+            _ => return,
+        };
+        if matches!(event, Event::Exited(_)) && after == State::Stopped {
+            line.push_str("; stopped");
+        }
+        self.events.line(&line);
+    }
+
+    /// Carries out one action; returns the event it leads to at once, if any.
+    async fn act(&mut self, name: &str, action: Action) -> Option<Event> {
+        let service = self.services.get_mut(name)?;
+        match action {
+            Action::Start => {
+                service.generation += 1;
+                let generation = service.generation;
+                match self.start(name, generation).await {
+                    Ok(pid) => {
+                        self.events.line(&format!("{name}: running, pid {pid}"));
+                        Some(Event::Started)
+                    }
+                    Err((message, permanent)) => {
+                        self.events
+                            .line(&format!("{name}: failed to start: {message}"));
+                        Some(Event::StartFailed { permanent })
+                    }
+                }
+            }
+            Action::CleanUp => {
+                if let Some(watch) = service.ready_watch.take() {
+                    watch.abort();
+                }
+                if let Some(pid) = service.pid.take() {
+                    self.inits.remove(&pid);
+                }
+                let prepared = service.prepared.take();
+                let mut problems = launch::remove(self.helper.runtime(), name, None).await;
+                if let Some(prepared) = prepared {
+                    problems.extend(prepared.undo().await.iter().map(ToString::to_string));
+                }
+                for problem in problems {
+                    self.events.line(&format!("{name}: clean-up: {problem}"));
+                }
+                None
+            }
+            Action::Signal(signal) => {
+                if let Err(err) = self.helper.runtime().kill(name, signal, false) {
+                    self.events.line(&format!("{name}: {err}"));
+                }
+                None
+            }
+            Action::Kill => {
+                if let Err(err) = self.helper.runtime().kill(name, Signal::SIGKILL, true) {
+                    self.events.line(&format!("{name}: {err}"));
+                }
+                None
+            }
+            Action::StopTimer(delay) => {
+                self.timer(name, delay, Event::StopTimeout);
+                None
+            }
+            Action::RestartTimer(delay) => {
+                let restarts = service.lifecycle.restarts() + 1;
+                self.events.line(&format!(
+                    "{name}: restart {restarts} in {}s",
+                    delay.as_secs_f32()
+                ));
+                self.timer(name, delay, Event::BackoffOver);
+                None
+            }
+        }
+    }
+
+    fn timer(&self, name: &str, delay: Duration, event: Event) {
+        let generation = self.services.get(name).map_or(0, |s| s.generation);
+        let sender = self.sender.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = sender.send(Message {
+                name,
+                generation,
+                event,
+            });
+        });
+    }
+
+    /// Prepares, creates and starts a service's container and starts watching it. `Err` holds
+    /// the message and whether retrying cannot help.
+    async fn start(&mut self, name: &str, generation: u64) -> Result<Pid, (String, bool)> {
+        let service = self
+            .services
+            .get(name)
+            .ok_or_else(|| ("unknown service".to_owned(), true))?;
+        let bundle = service.bundle.clone();
+        let runtime = service.runtime.clone();
+        let ready_file = runtime.ready.as_ref().and_then(|ready| ready.file.clone());
+        // A stale ready file would make the new run ready at once.
+        if let Some(file) = &ready_file {
+            let _ = fs::remove_file(file);
+        }
+        let Launched { child, prepared } =
+            launch::launch(&self.helper, &bundle, &runtime, || self.output_pipes(name))
+                .await
+                .map_err(|message| (message, false))?;
+        let pid = child.pid();
+        self.inits.insert(pid);
+        let sender = self.sender.clone();
+        let watched = name.to_owned();
+        tokio::spawn(async move {
+            let exit = match child.wait(None).await {
+                Ok(Some(exit)) => exit,
+                // The init is gone without a status we can read; count it as killed.
+                _ => Exit::Signal(Signal::SIGKILL),
+            };
+            let _ = sender.send(Message {
+                name: watched,
+                generation,
+                event: Event::Exited(exit),
+            });
+        });
+        let ready_watch = ready_file.map(|file| {
+            let sender = self.sender.clone();
+            let name = name.to_owned();
+            tokio::spawn(async move {
+                while !Path::new(&file).exists() {
+                    tokio::time::sleep(READY_POLL).await;
+                }
+                let _ = sender.send(Message {
+                    name,
+                    generation,
+                    event: Event::BecameReady,
+                });
+            })
+        });
+        if let Some(service) = self.services.get_mut(name) {
+            service.pid = Some(pid);
+            service.prepared = Some(prepared);
+            service.ready_watch = ready_watch;
+        }
+        Ok(pid)
+    }
+
+    /// Pipes for a service's stdout and stderr, with tasks copying them into its log files.
+    fn output_pipes(&self, name: &str) -> Result<ContainerStdio, String> {
+        let mut ends = Vec::new();
+        for file in [format!("{name}.out.log"), format!("{name}.log")] {
+            let path = self.config.log_dir.join(&file);
+            let log = LogFile::open(&path, self.config.log_max_size, self.config.log_keep)
+                .map_err(|err| format!("open log {}: {err}", path.display()))?;
+            let (read, write) =
+                pipe2(OFlag::O_CLOEXEC).map_err(|err| format!("create pipe for {file}: {err}"))?;
+            tokio::spawn(logfile::copy_pipe(read, log));
+            ends.push(write);
+        }
+        let stdin = fs::File::open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|err| format!("open /dev/null: {err}"))?;
+        let stderr = ends.pop().ok_or("no pipe")?;
+        let stdout = ends.pop().ok_or("no pipe")?;
+        Ok(ContainerStdio {
+            stdin,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Reaps children that are not container inits being watched (orphans re-parented here).
+    fn reap_orphans(&mut self) {
+        for pid in children() {
+            if !self.inits.contains(&pid) {
+                let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+            }
+        }
+    }
+
+    /// Stops every service, a wave at a time: dependents before what they depend on.
+    async fn stop_all(&mut self, chld: &mut tokio::signal::unix::Signal) {
+        for wave in self.order.stop_waves() {
+            for name in &wave {
+                self.send_now(name, Event::StopRequested);
+            }
+            loop {
+                let busy = wave.iter().any(|name| {
+                    self.services.get(name).is_some_and(|service| {
+                        matches!(
+                            service.lifecycle.state(),
+                            State::Starting | State::Running | State::Ready | State::Stopping
+                        )
+                    })
+                });
+                if !busy {
+                    break;
+                }
+                tokio::select! {
+                    Some(message) = self.receiver.recv() => self.dispatch(message).await,
+                    _ = chld.recv() => self.reap_orphans(),
+                }
+            }
+        }
+    }
+}
+
+/// The runtime.json keys that shape a service's life.
+fn policy(runtime: &Runtime) -> Policy {
+    let defaults = Policy::default();
+    Policy {
+        restart: runtime.restart.unwrap_or(defaults.restart),
+        stop_signal: runtime
+            .stop_signal
+            .as_deref()
+            .and_then(spec::signal::parse)
+            .unwrap_or(defaults.stop_signal),
+        stop_timeout: runtime
+            .stop_timeout
+            .map_or(defaults.stop_timeout, Duration::from_secs),
+    }
+}
+
+/// The children of this process, from /proc (every thread's list).
+fn children() -> Vec<Pid> {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+                .map(Pid::from_raw)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Supervisor events, one line each, on the console (stdout) and in `service.log`.
+#[derive(Debug)]
+struct EventLog {
+    file: fs::File,
+}
+
+impl EventLog {
+    fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|err| io::Error::new(err.kind(), format!("open {}: {err}", path.display())))?;
+        Ok(Self { file })
+    }
+
+    fn line(&mut self, line: &str) {
+        let line = format!("service: {line}\n");
+        let mut console = io::stdout().lock();
+        let _ = console.write_all(line.as_bytes());
+        let _ = console.flush();
+        let _ = self.file.write_all(line.as_bytes());
+    }
+}

@@ -1,0 +1,389 @@
+//! The life of one supervised service as a state machine: every event goes through
+//! [`Lifecycle::handle`], one `match (state, event)` that decides the next state and what the
+//! supervisor must do (start, signal, kill, arm a timer). No processes and no clocks here: time
+//! comes in with the events, so the whole table is unit-tested.
+//! Runs in: the supervisor daemon's event loop.
+//! LinuxKit has none of this (a crashed service stays down); the states and the restart throttle
+//! follow s6 and systemd.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use spec::runtime::Restart;
+
+use crate::child::Exit;
+
+/// The first restart delay, doubled after each quick failure.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// The longest restart delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A service up this long has recovered: the next restart delay is back to the minimum.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// Where a service is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Waiting for its dependencies.
+    Waiting,
+    /// Being prepared, created and started.
+    Starting,
+    /// Its process runs; it has not said it is ready (or declares no readiness).
+    Running,
+    /// It runs and has said it is ready.
+    Ready,
+    /// Asked to stop; waiting for it to exit.
+    Stopping,
+    /// Stopped on request.
+    Stopped,
+    /// Exited on its own with status 0 and is not restarted.
+    Exited,
+    /// Could not start, or exited with an error, and is not restarted.
+    Failed,
+    /// Waiting out the restart delay.
+    Backoff,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Ready => "ready",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Exited => "exited",
+            Self::Failed => "failed",
+            Self::Backoff => "backoff",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something that happened to the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// Every dependency is running (or ready, where it declares readiness).
+    DependenciesMet,
+    /// Its container was created and started.
+    Started,
+    /// It could not be started; `permanent` when retrying cannot help (a malformed runtime.json).
+    StartFailed { permanent: bool },
+    /// Its ready file appeared or it sent `READY=1`.
+    BecameReady,
+    /// Its container's init exited.
+    Exited(Exit),
+    /// The restart delay is over.
+    BackoffOver,
+    /// Someone asked it to stop (shutdown, `service stop`).
+    StopRequested,
+    /// The stop timeout ran out.
+    StopTimeout,
+}
+
+/// What the supervisor must do for the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Prepare, create and start its container, then report `Started` or `StartFailed`.
+    Start,
+    /// Delete its exited container and release its mounts.
+    CleanUp,
+    /// Send this signal to its container.
+    Signal(Signal),
+    /// Report `StopTimeout` after this long.
+    StopTimer(Duration),
+    /// Kill every process of its container.
+    Kill,
+    /// Report `BackoffOver` after this long.
+    RestartTimer(Duration),
+}
+
+/// The restart throttle: the delay doubles after each failure that came soon after a start, from
+/// 1 s up to 30 s, and is back to 1 s once the service has been up for a minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backoff {
+    failures: u32,
+}
+
+impl Backoff {
+    /// The delay before the next start, after a run that lasted `up_for`.
+    pub fn next(&mut self, up_for: Duration) -> Duration {
+        if up_for >= HEALTHY_AFTER {
+            self.failures = 0;
+        }
+        let delay = BACKOFF_MIN
+            .saturating_mul(1 << self.failures.min(16))
+            .min(BACKOFF_MAX);
+        self.failures = self.failures.saturating_add(1);
+        delay
+    }
+}
+
+/// How the service is to be run, from its runtime.json.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub restart: Restart,
+    pub stop_signal: Signal,
+    pub stop_timeout: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            restart: Restart::Always,
+            stop_signal: Signal::SIGTERM,
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One service's state and counters.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    pub policy: Policy,
+    state: State,
+    /// When the current process started.
+    up_since: Option<Instant>,
+    /// Starts after the first.
+    restarts: u32,
+    last_exit: Option<Exit>,
+    backoff: Backoff,
+}
+
+impl Lifecycle {
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            policy,
+            state: State::Waiting,
+            up_since: None,
+            restarts: 0,
+            last_exit: None,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// A service that will not be started (its runtime.json is unusable, or its dependencies
+    /// cannot be met).
+    pub fn failed(policy: Policy) -> Self {
+        Self {
+            state: State::Failed,
+            ..Self::new(policy)
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// Takes an event at time `now`; returns what to do. Events that do not apply in the
+    /// current state (a late timer, a second stop request) change nothing.
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        use Event as E;
+        use State as S;
+        let (next, actions) = match (self.state, event) {
+            (S::Waiting, E::DependenciesMet) => (S::Starting, vec![Action::Start]),
+            (S::Backoff, E::BackoffOver) => {
+                self.restarts += 1;
+                (S::Starting, vec![Action::Start])
+            }
+            (S::Starting, E::Started) => {
+                self.up_since = Some(now);
+                (S::Running, vec![])
+            }
+            (S::Starting, E::StartFailed { permanent }) => {
+                if permanent || self.policy.restart == Restart::No {
+                    (S::Failed, vec![])
+                } else {
+                    let delay = self.backoff.next(Duration::ZERO);
+                    (S::Backoff, vec![Action::RestartTimer(delay)])
+                }
+            }
+            (S::Running, E::BecameReady) => (S::Ready, vec![]),
+            (S::Running | S::Ready, E::Exited(exit)) => self.exited(exit, now),
+            (S::Running | S::Ready, E::StopRequested) => (
+                S::Stopping,
+                vec![
+                    Action::Signal(self.policy.stop_signal),
+                    Action::StopTimer(self.policy.stop_timeout),
+                ],
+            ),
+            (S::Stopping, E::StopTimeout) => (S::Stopping, vec![Action::Kill]),
+            (S::Stopping, E::Exited(exit)) => {
+                self.last_exit = Some(exit);
+                self.up_since = None;
+                (S::Stopped, vec![Action::CleanUp])
+            }
+            (S::Waiting | S::Backoff, E::StopRequested) => (S::Stopped, vec![]),
+            (state, _) => (state, vec![]),
+        };
+        self.state = next;
+        actions
+    }
+
+    /// An exit on its own: restart after the backoff delay if the policy says so.
+    fn exited(&mut self, exit: Exit, now: Instant) -> (State, Vec<Action>) {
+        self.last_exit = Some(exit);
+        let up_for = self
+            .up_since
+            .take()
+            .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        let restart = match self.policy.restart {
+            Restart::Always => true,
+            Restart::OnFailure => !exit.success(),
+            Restart::No => false,
+        };
+        if restart {
+            let delay = self.backoff.next(up_for);
+            (
+                State::Backoff,
+                vec![Action::CleanUp, Action::RestartTimer(delay)],
+            )
+        } else if exit.success() {
+            (State::Exited, vec![Action::CleanUp])
+        } else {
+            (State::Failed, vec![Action::CleanUp])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn running(policy: Policy, now: Instant) -> Lifecycle {
+        let mut service = Lifecycle::new(policy);
+        assert_eq!(service.handle(Event::DependenciesMet, now), [Action::Start]);
+        assert_eq!(service.handle(Event::Started, now), []);
+        assert_eq!(service.state(), State::Running);
+        service
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap_and_resets_after_a_healthy_minute() {
+        let mut backoff = Backoff::default();
+        let delays: Vec<u64> = (0..7).map(|_| backoff.next(secs(2)).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(backoff.next(secs(60)), secs(1));
+        assert_eq!(backoff.next(secs(0)), secs(2));
+    }
+
+    #[test]
+    fn a_crashing_service_restarts_with_growing_delays() {
+        let t0 = Instant::now();
+        let mut service = running(Policy::default(), t0);
+        let mut delays = Vec::new();
+        for round in 0..4u64 {
+            let actions = service.handle(Event::Exited(Exit::Code(3)), t0 + secs(round));
+            assert_eq!(service.state(), State::Backoff);
+            let [Action::CleanUp, Action::RestartTimer(delay)] = actions[..] else {
+                panic!("{actions:?}");
+            };
+            delays.push(delay.as_secs());
+            assert_eq!(service.handle(Event::BackoffOver, t0), [Action::Start]);
+            service.handle(Event::Started, t0 + secs(round));
+        }
+        assert_eq!(delays, [1, 2, 4, 8]);
+        assert_eq!(service.restarts(), 4);
+        assert_eq!(service.last_exit, Some(Exit::Code(3)));
+    }
+
+    #[test]
+    fn restart_policies() {
+        let t0 = Instant::now();
+        let policy = |restart| Policy {
+            restart,
+            ..Policy::default()
+        };
+        let mut no = running(policy(Restart::No), t0);
+        assert_eq!(
+            no.handle(Event::Exited(Exit::Code(0)), t0),
+            [Action::CleanUp]
+        );
+        assert_eq!(no.state(), State::Exited);
+        let mut no = running(policy(Restart::No), t0);
+        no.handle(Event::Exited(Exit::Signal(Signal::SIGKILL)), t0);
+        assert_eq!(no.state(), State::Failed);
+
+        let mut on_failure = running(policy(Restart::OnFailure), t0);
+        on_failure.handle(Event::Exited(Exit::Code(0)), t0);
+        assert_eq!(on_failure.state(), State::Exited);
+        let mut on_failure = running(policy(Restart::OnFailure), t0);
+        on_failure.handle(Event::Exited(Exit::Code(1)), t0);
+        assert_eq!(on_failure.state(), State::Backoff);
+
+        let mut always = running(policy(Restart::Always), t0);
+        always.handle(Event::Exited(Exit::Code(0)), t0);
+        assert_eq!(always.state(), State::Backoff);
+    }
+
+    #[test]
+    fn stop_signals_then_kills_after_the_timeout() {
+        let t0 = Instant::now();
+        let policy = Policy {
+            stop_signal: Signal::SIGHUP,
+            stop_timeout: secs(5),
+            ..Policy::default()
+        };
+        let mut service = running(policy, t0);
+        service.handle(Event::BecameReady, t0);
+        assert_eq!(service.state(), State::Ready);
+        assert_eq!(
+            service.handle(Event::StopRequested, t0),
+            [Action::Signal(Signal::SIGHUP), Action::StopTimer(secs(5))]
+        );
+        assert_eq!(service.handle(Event::StopRequested, t0), [], "asked twice");
+        assert_eq!(service.handle(Event::StopTimeout, t0), [Action::Kill]);
+        assert_eq!(
+            service.handle(Event::Exited(Exit::Signal(Signal::SIGKILL)), t0),
+            [Action::CleanUp]
+        );
+        assert_eq!(
+            service.state(),
+            State::Stopped,
+            "a stopped service is not restarted"
+        );
+        assert_eq!(service.handle(Event::StopTimeout, t0), [], "late timer");
+    }
+
+    #[test]
+    fn start_failures_back_off_unless_permanent() {
+        let t0 = Instant::now();
+        let mut service = Lifecycle::new(Policy::default());
+        service.handle(Event::DependenciesMet, t0);
+        assert_eq!(
+            service.handle(Event::StartFailed { permanent: false }, t0),
+            [Action::RestartTimer(secs(1))]
+        );
+        service.handle(Event::BackoffOver, t0);
+        service.handle(Event::StartFailed { permanent: true }, t0);
+        assert_eq!(service.state(), State::Failed);
+        assert_eq!(service.handle(Event::BackoffOver, t0), []);
+    }
+
+    #[test]
+    fn waiting_or_backing_off_services_stop_at_once() {
+        let t0 = Instant::now();
+        let mut waiting = Lifecycle::new(Policy::default());
+        assert_eq!(waiting.handle(Event::StopRequested, t0), []);
+        assert_eq!(waiting.state(), State::Stopped);
+        let mut backing_off = running(Policy::default(), t0);
+        backing_off.handle(Event::Exited(Exit::Code(1)), t0);
+        backing_off.handle(Event::StopRequested, t0);
+        assert_eq!(backing_off.state(), State::Stopped);
+        assert_eq!(backing_off.handle(Event::BackoffOver, t0), [], "late timer");
+    }
+}

@@ -1,0 +1,282 @@
+//! `service system-init`: services started in dependency order, restarted by policy with
+//! backoff, a killed service brought back with a new pid, `restart: no` left exited, a cycle
+//! reported while the rest runs, logs written and rotated, and SIGTERM running onshutdown and
+//! stopping everything in reverse dependency order within the stop timeouts.
+//! Runs as root inside the sandbox; the test follows the daemon's event lines on its stdout.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod support;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::json;
+use support::*;
+
+/// The daemon's stdout, line by line, as it comes.
+struct Lines {
+    receiver: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    /// Waits for a line containing `text` (up to a minute); returns it.
+    fn expect(&mut self, text: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|line| line.contains(text)) {
+            return line.clone();
+        }
+        loop {
+            match self.receiver.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(err) => panic!(
+                    "no line with `{text}` ({err}); so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The position of the first line seen containing `text`.
+    fn position(&self, text: &str) -> usize {
+        self.seen
+            .iter()
+            .position(|line| line.contains(text))
+            .unwrap_or_else(|| panic!("`{text}` not seen:\n{}", self.seen.join("\n")))
+    }
+
+    fn count(&self, text: &str) -> usize {
+        self.seen.iter().filter(|line| line.contains(text)).count()
+    }
+
+    /// Reads everything up to the end of the output.
+    fn drain(&mut self) {
+        while let Ok(line) = self.receiver.recv_timeout(Duration::from_secs(60)) {
+            self.seen.push(line);
+        }
+    }
+}
+
+/// A service bundle that can see `<scratch>/ready` as `/ready`.
+fn service(dir: &Path, name: &str, script: &str, runtime: serde_json::Value) -> Bundle {
+    let mut bundle = Bundle::new_in(dir, name, &["sh", "-c", script]);
+    let ready = sandbox::scratch().join("ready");
+    bundle.edit(|config| {
+        config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/ready", "type": "bind", "source": ready, "options": ["rbind", "rw"]}));
+    });
+    fs::create_dir_all(bundle.dir.join("rootfs/ready")).unwrap();
+    bundle.runtime_json(&runtime);
+    bundle
+}
+
+fn pid_of(line: &str) -> i32 {
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn services_are_supervised_and_stopped_in_order_root() {
+    sandbox::test(|| {
+        private_run_and_var_log();
+        let containers = sandbox::scratch().join("containers");
+        let services = containers.join("services");
+        let ready = sandbox::scratch().join("ready");
+        fs::create_dir_all(&ready)?;
+        let waits_for_term = "trap 'exit 0' TERM; sleep 1000 & wait";
+
+        // PID 1 of its pid namespace with no handler: SIGTERM does nothing, SIGKILL after 1 s.
+        service(
+            &services,
+            "sleeper",
+            "exec sleep 1000",
+            json!({"stopTimeout": 1}),
+        );
+        service(&services, "crasher", "echo crash; exit 3", json!({}));
+        service(
+            &services,
+            "printer",
+            &format!("echo hello from printer; touch /ready/printer; {waits_for_term}"),
+            json!({"ready": {"file": ready.join("printer")}}),
+        );
+        service(
+            &services,
+            "dependent",
+            &format!("test -e /ready/printer && echo saw-ready; {waits_for_term}"),
+            json!({"dependsOn": ["printer"]}),
+        );
+        service(&services, "once", "echo once-ran", json!({"restart": "no"}));
+        service(
+            &services,
+            "cycle-a",
+            "true",
+            json!({"dependsOn": ["cycle-b"]}),
+        );
+        service(
+            &services,
+            "cycle-b",
+            "true",
+            json!({"dependsOn": ["cycle-a"]}),
+        );
+        service(
+            &services,
+            "chatty",
+            &format!("i=0; while [ $i -lt 80 ]; do echo chatty-line-$i; i=$((i+1)); done; {waits_for_term}"),
+            json!({}),
+        );
+        let broken = service(&services, "broken", "true", json!({}));
+        fs::write(
+            broken.dir.join("runtime.json"),
+            "{\"restart\": \"sometimes\"}",
+        )?;
+        service(
+            &services,
+            "needs-broken",
+            "true",
+            json!({"dependsOn": ["broken"]}),
+        );
+        let missing = sandbox::scratch().join("no/such/source");
+        service(
+            &services,
+            "badmount",
+            "true",
+            json!({"mounts": [{"type": "bind", "source": missing, "destination": "mnt", "options": ["bind"]}]}),
+        );
+        Bundle::new_in(
+            &containers.join("onshutdown"),
+            "000-bye",
+            &["echo", "bye-from-onshutdown"],
+        );
+        Bundle::new_in(
+            &containers.join("onboot"),
+            "000-hello",
+            &["echo", "hello-from-onboot"],
+        );
+
+        let mut daemon = Command::new(SERVICE)
+            .arg("system-init")
+            .arg("--path")
+            .arg(&containers)
+            .args(["--log-max-size", "200", "--log-keep", "3"])
+            .arg("--root")
+            .arg(state_root())
+            .arg("--cgroup-parent")
+            .arg(sandbox::cgroup_parent())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = daemon.stdout.take().unwrap();
+        let (sender, receiver) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Lines {
+            receiver,
+            seen: Vec::new(),
+        };
+
+        lines.expect("hello-from-onboot");
+        lines.expect(
+            "cycle-a: not started: dependsOn: dependency cycle cycle-a -> cycle-b -> cycle-a",
+        );
+        lines.expect("cycle-b: not started");
+        let line = lines.expect("broken: not started: ");
+        assert!(
+            line.contains("runtime.json") && line.contains("restart"),
+            "{line}"
+        );
+        lines.expect("needs-broken: not started: dependsOn: `broken` cannot start");
+        let line = lines.expect("badmount: failed to start: ");
+        assert!(
+            line.contains("runtime.json mounts[0]")
+                && line.contains(&missing.display().to_string()),
+            "{line}"
+        );
+        lines.expect("badmount: restart 1 in 1s");
+        let sleeper = pid_of(&lines.expect("sleeper: running, pid "));
+        lines.expect("printer: ready");
+        lines.expect("dependent: running, pid ");
+        assert!(
+            lines.position("printer: ready") < lines.position("dependent: running"),
+            "the dependent waits for the printer's ready file"
+        );
+        lines.expect("once: exited with status 0");
+        lines.expect("crasher: exited with status 3");
+        lines.expect("crasher: restart 1 in 1s");
+        lines.expect("crasher: restart 2 in 2s");
+        lines.expect("crasher: restart 3 in 4s");
+        assert_eq!(
+            lines.count("sleeper: running"),
+            1,
+            "the sleeper was not disturbed"
+        );
+
+        kill(Pid::from_raw(sleeper), Signal::SIGKILL)?;
+        lines.expect("sleeper: killed by SIGKILL");
+        lines.expect("sleeper: restart 1 in 1s");
+        let line = lines.expect("sleeper: running, pid ");
+        let line = if pid_of(&line) == sleeper {
+            // The first `running` line; wait for the next one.
+            lines.seen.retain(|seen| !seen.contains("sleeper: running"));
+            lines.expect("sleeper: running, pid ")
+        } else {
+            line
+        };
+        assert_ne!(pid_of(&line), sleeper, "restarted with a new pid");
+
+        assert_eq!(
+            read(Path::new("/var/log/printer.out.log")),
+            "hello from printer\n"
+        );
+        assert_eq!(read(Path::new("/var/log/dependent.out.log")), "saw-ready\n");
+        assert!(read(Path::new("/var/log/crasher.out.log")).starts_with("crash\ncrash\n"));
+        assert!(read(Path::new("/var/log/service.log")).contains("crasher: restart 1 in 1s"));
+
+        kill(Pid::from_raw(i32::try_from(daemon.id())?), Signal::SIGTERM)?;
+        lines.expect("SIGTERM: shutting down");
+        lines.expect("bye-from-onshutdown");
+        lines.expect("sleeper: still running 1s after the stop signal: killing");
+        lines.expect("all services stopped");
+        let status = daemon.wait()?;
+        lines.drain();
+        assert!(status.success(), "{status}");
+        assert!(
+            lines.position("dependent: stopping") < lines.position("printer: stopping"),
+            "dependents stop first"
+        );
+        assert!(lines.position("bye-from-onshutdown") < lines.position("printer: stopping"));
+        assert_eq!(lines.count("once: running"), 1, "restart: no stays exited");
+        assert!(lines
+            .seen
+            .iter()
+            .any(|line| line.starts_with("service: dependent: exited with status 0; stopped")));
+
+        // 80 lines of 14-15 bytes with a 200-byte limit and 3 kept: six files written, the oldest
+        // dropped, the newest lines in the live file.
+        let chatty = read(Path::new("/var/log/chatty.out.log"));
+        assert!(chatty.ends_with("chatty-line-79\n"), "{chatty}");
+        assert!(chatty.len() <= 200);
+        assert!(Path::new("/var/log/chatty.out.log.2").exists());
+        assert!(!Path::new("/var/log/chatty.out.log.3").exists());
+
+        assert_nothing_left("the daemon's shutdown");
+        Ok(())
+    });
+}
