@@ -1,4 +1,4 @@
-//! `service system-init`: services started in dependency order, restarted by policy with
+//! `service system-init`: a volume overlaid, services started in dependency order, restarted by policy with
 //! backoff, a killed service brought back with a new pid, `restart: no` left exited, a cycle
 //! reported while the rest runs, logs written and rotated, and SIGTERM running onshutdown and
 //! stopping everything in reverse dependency order within the stop timeouts.
@@ -164,6 +164,12 @@ fn services_are_supervised_and_stopped_in_order_root() {
             &["echo", "hello-from-onboot"],
         );
 
+        let volume = containers.join("volumes/data");
+        for dir in ["lower", "tmp", "merged"] {
+            fs::create_dir_all(volume.join(dir))?;
+        }
+        fs::write(volume.join("lower/hello"), "from the image")?;
+
         let mut daemon = Command::new(SERVICE)
             .arg("system-init")
             .arg("--path")
@@ -193,6 +199,13 @@ fn services_are_supervised_and_stopped_in_order_root() {
         };
 
         lines.expect("hello-from-onboot");
+        // Volumes are set up before onboot: an overlay on merged/ with a tmpfs upper layer.
+        assert_eq!(read(&volume.join("merged/hello")), "from the image");
+        fs::write(volume.join("merged/new"), "written")?;
+        assert!(
+            !volume.join("lower/new").exists(),
+            "writes go to the upper layer"
+        );
         lines.expect(
             "cycle-a: not started: dependsOn: dependency cycle cycle-a -> cycle-b -> cycle-a",
         );
