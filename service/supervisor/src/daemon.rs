@@ -168,17 +168,12 @@ impl Daemon {
     }
 
     fn oneshot_paths(&self, section: Section) -> oneshot::Paths {
-        let defaults = oneshot::Paths::default_for(section);
-        let logs = defaults
-            .log_dir
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_default();
-        oneshot::Paths {
-            bundles: Layout::new(&self.config.containers).section_dir(section),
-            log_dir: self.config.oneshot_log_dir.join(&logs),
-            log_link: self.config.log_dir.join(logs),
-        }
+        oneshot::Paths::new(
+            section,
+            &self.config.containers,
+            &self.config.oneshot_log_dir,
+            &self.config.log_dir,
+        )
     }
 
     /// Reads every service's runtime.json and works out the order; services that cannot start

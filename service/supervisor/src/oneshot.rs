@@ -37,14 +37,25 @@ pub struct Paths {
 }
 
 impl Paths {
-    /// LinuxKit's places for a section.
-    pub fn default_for(section: Section) -> Self {
+    /// A section's places: its bundles under a `/containers` tree, its logs in a directory of
+    /// `log_root` and the link to them in `link_dir`.
+    pub fn new(section: Section, containers: &Path, log_root: &Path, link_dir: &Path) -> Self {
         let logs = log_prefix(section);
         Self {
-            bundles: Path::new(spec::layout::CONTAINERS_DIR).join(section.dir_name()),
-            log_dir: Path::new("/run/log").join(logs),
-            log_link: Path::new("/var/log").join(logs),
+            bundles: containers.join(section.dir_name()),
+            log_dir: log_root.join(logs),
+            log_link: link_dir.join(logs),
         }
+    }
+
+    /// LinuxKit's places for a section.
+    pub fn default_for(section: Section) -> Self {
+        Self::new(
+            section,
+            Path::new(spec::layout::CONTAINERS_DIR),
+            Path::new("/run/log"),
+            Path::new("/var/log"),
+        )
     }
 }
 
@@ -73,12 +84,8 @@ pub fn run(section: Section, paths: &Paths, helper: &Helper) -> ExitCode {
 }
 
 pub async fn run_section(section: Section, paths: &Paths, helper: &Helper) -> ExitCode {
-    let bundles = match bundles_in(section, &paths.bundles) {
-        Ok(bundles) => bundles,
-        Err(err) => {
-            eprintln!("service {section}: read {}: {err}", paths.bundles.display());
-            return ExitCode::FAILURE;
-        }
+    let Some(bundles) = read_bundles(section, paths) else {
+        return ExitCode::FAILURE;
     };
     if bundles.is_empty() {
         return ExitCode::SUCCESS;
@@ -120,15 +127,18 @@ pub async fn run_section(section: Section, paths: &Paths, helper: &Helper) -> Ex
     }
 }
 
+/// The section's bundles in run order; `None` (reported) if the directory cannot be read.
+fn read_bundles(section: Section, paths: &Paths) -> Option<Vec<Bundle>> {
+    bundles_in(section, &paths.bundles)
+        .map_err(|err| eprintln!("service {section}: read {}: {err}", paths.bundles.display()))
+        .ok()
+}
+
 /// Prints, for every bundle, the steps a run would take, without taking any; exits 1 if a
 /// bundle's runtime.json cannot be read or is invalid.
 pub fn print_plans(section: Section, paths: &Paths) -> ExitCode {
-    let bundles = match bundles_in(section, &paths.bundles) {
-        Ok(bundles) => bundles,
-        Err(err) => {
-            eprintln!("service {section}: read {}: {err}", paths.bundles.display());
-            return ExitCode::FAILURE;
-        }
+    let Some(bundles) = read_bundles(section, paths) else {
+        return ExitCode::FAILURE;
     };
     let hierarchies = match prepare::cgroup::hierarchies() {
         Ok(hierarchies) => hierarchies,

@@ -55,7 +55,8 @@ pub async fn set_up(containers: &Path) -> Vec<String> {
         };
         let mut prepared = Prepared::new();
         if let Err(err) = prepared.apply_filesystem(&plan::filesystem(&volume.dir, &mounts, &[])) {
-            eprintln!("volume {name}: {err}");
+            // The steps are the volume's own, not a runtime.json's: name the action, not a field.
+            eprintln!("volume {name}: {}: {}", err.action, err.cause);
             for problem in prepared.undo().await {
                 eprintln!("volume {name}: {problem}");
             }
