@@ -9,7 +9,7 @@
 //! LinuxKit's `service system-init` starts containerd and the services once and exits; nothing
 //! there restarts a service.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -55,30 +55,17 @@ pub struct Config {
 }
 
 /// Runs the daemon until SIGTERM has been handled.
-pub fn run(config: Config, helper: Helper) -> ExitCode {
+pub async fn run(config: Config, helper: Helper) -> ExitCode {
     if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
         eprintln!("service system-init: become a child subreaper: {err}");
     }
-    let tokio = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(tokio) => tokio,
+    match Daemon::new(config, helper) {
+        Ok(mut daemon) => daemon.run().await,
         Err(err) => {
-            eprintln!("service system-init: start the event loop: {err}");
-            return ExitCode::FAILURE;
+            eprintln!("service system-init: {err}");
+            ExitCode::FAILURE
         }
-    };
-    tokio.block_on(async move {
-        let mut daemon = match Daemon::new(config, helper) {
-            Ok(daemon) => daemon,
-            Err(err) => {
-                eprintln!("service system-init: {err}");
-                return ExitCode::FAILURE;
-            }
-        };
-        daemon.run().await
-    })
+    }
 }
 
 /// A message to the event loop about one service; `generation` tells which start of the service
@@ -110,8 +97,6 @@ struct Daemon {
     events: EventLog,
     sender: UnboundedSender<Message>,
     receiver: UnboundedReceiver<Message>,
-    /// Pids of the container inits this daemon watches; every other child is an orphan to reap.
-    inits: HashSet<Pid>,
 }
 
 impl Daemon {
@@ -132,7 +117,6 @@ impl Daemon {
             events,
             sender,
             receiver,
-            inits: HashSet::new(),
         })
     }
 
@@ -187,17 +171,17 @@ impl Daemon {
             }
         };
         let mut depends_on = BTreeMap::new();
-        let mut unusable = Vec::new();
+        let mut invalid = BTreeMap::new();
         for bundle in bundles {
             let name = bundle.id();
-            let (runtime, problem) = match oneshot::load_runtime(&bundle) {
+            let (runtime, problem) = match launch::load_runtime(&bundle) {
                 Ok(runtime) => (runtime, None),
                 Err(message) => (Runtime::default(), Some(message)),
             };
             let policy = policy(&runtime);
             depends_on.insert(name.clone(), runtime.depends_on.clone());
             if let Some(message) = problem {
-                unusable.push((name.clone(), message));
+                invalid.insert(name.clone(), message);
             }
             self.services.insert(
                 name,
@@ -212,7 +196,6 @@ impl Daemon {
                 },
             );
         }
-        let invalid: BTreeMap<String, String> = unusable.into_iter().collect();
         self.order = Order::new(&depends_on, &invalid);
         let blocked: Vec<(String, String)> = self
             .order
@@ -340,9 +323,7 @@ impl Daemon {
                 if let Some(watch) = service.ready_watch.take() {
                     watch.abort();
                 }
-                if let Some(pid) = service.pid.take() {
-                    self.inits.remove(&pid);
-                }
+                service.pid = None;
                 let prepared = service.prepared.take();
                 let mut problems = launch::remove(self.helper.runtime(), name, None).await;
                 if let Some(prepared) = prepared {
@@ -414,7 +395,6 @@ impl Daemon {
                 .await
                 .map_err(|message| (message, false))?;
         let pid = child.pid();
-        self.inits.insert(pid);
         let sender = self.sender.clone();
         let watched = name.to_owned();
         tokio::spawn(async move {
@@ -475,10 +455,15 @@ impl Daemon {
         })
     }
 
-    /// Reaps children that are not container inits being watched (orphans re-parented here).
-    fn reap_orphans(&mut self) {
+    /// Reaps children that are not container inits being watched (orphans re-parented here);
+    /// a service's init is reaped by its own watcher, which reports the exit.
+    fn reap_orphans(&self) {
         for pid in children() {
-            if !self.inits.contains(&pid) {
+            if !self
+                .services
+                .values()
+                .any(|service| service.pid == Some(pid))
+            {
                 let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
             }
         }

@@ -1,6 +1,6 @@
-//! Launching one bundle's container, the same way for one-shot bundles and services:
-//! runtime.json filesystem steps -> create (through the single-threaded helper) -> network and
-//! namespace steps -> start. A failure at any step removes the container and undoes what the
+//! Launching one bundle's container, the same way for one-shot bundles and services: its
+//! runtime.json read and checked, then filesystem steps -> create (through the single-threaded
+//! helper) -> network and namespace steps -> start. A failure at any step removes the container and undoes what the
 //! bundle had done, so nothing half-made is left; the message names the step.
 //! Runs in: the supervisor (`service onboot`, `service onshutdown`, `service system-init`).
 //! Mirrors LinuxKit's create / prepareProcess / start sequence (runc.go, start.go).
@@ -18,6 +18,17 @@ use crate::child::Child;
 pub struct Launched {
     pub child: Child,
     pub prepared: Prepared,
+}
+
+/// Reads and checks a bundle's runtime.json; the message names the file and the fields.
+pub fn load_runtime(bundle: &Bundle) -> Result<Runtime, String> {
+    let config = Runtime::load(&bundle.dir).map_err(|err| err.to_string())?;
+    let problems = config.check();
+    if problems.is_empty() {
+        return Ok(config);
+    }
+    let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    Err(format!("runtime.json: {}", problems.join("; ")))
 }
 
 /// Prepares, creates and starts `bundle`'s container with `config` (its runtime.json); `stdio`

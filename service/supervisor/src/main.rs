@@ -14,6 +14,7 @@ mod oneshot;
 mod order;
 mod volumes;
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -111,7 +112,26 @@ impl OneshotArgs {
         if self.dry_run {
             return oneshot::print_plans(section, &paths);
         }
-        oneshot::run(section, &paths, &Helper::new(self.runtime.runtime()))
+        let helper = Helper::new(self.runtime.runtime());
+        event_loop(
+            section.dir_name(),
+            oneshot::run_section(section, &paths, &helper),
+        )
+    }
+}
+
+/// Runs `future` on a single-threaded tokio runtime (the supervisor never has other threads:
+/// containers are created by a re-executed helper, and netlink and timers need no thread).
+fn event_loop(command: &str, future: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(tokio) => tokio.block_on(future),
+        Err(err) => {
+            eprintln!("service {command}: start the event loop: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -119,15 +139,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { path, bundles } => check::run(path.as_deref(), &bundles),
-        Command::SystemInit(args) => daemon::run(
-            daemon::Config {
-                containers: args.path,
-                log_dir: args.log_dir,
-                oneshot_log_dir: args.oneshot_log_dir,
-                log_max_size: args.log_max_size,
-                log_keep: args.log_keep,
-            },
-            Helper::new(args.runtime.runtime()),
+        Command::SystemInit(args) => event_loop(
+            "system-init",
+            daemon::run(
+                daemon::Config {
+                    containers: args.path,
+                    log_dir: args.log_dir,
+                    oneshot_log_dir: args.oneshot_log_dir,
+                    log_max_size: args.log_max_size,
+                    log_keep: args.log_keep,
+                },
+                Helper::new(args.runtime.runtime()),
+            ),
         ),
         Command::Onboot(args) => args.run(Section::Onboot),
         Command::Onshutdown(args) => args.run(Section::Onshutdown),

@@ -20,7 +20,6 @@ use std::time::Duration;
 use prepare::plan;
 use runtime::helper::{ContainerStdio, Helper};
 use spec::layout::{bundles_in, Bundle, Section};
-use spec::Runtime;
 
 use crate::child::Exit;
 use crate::launch::{self, Launched};
@@ -69,20 +68,6 @@ fn log_prefix(section: Section) -> &'static str {
 
 /// Runs the section; prints one line per bundle outcome on stderr and the bundles' output on
 /// stdout (the console).
-pub fn run(section: Section, paths: &Paths, helper: &Helper) -> ExitCode {
-    let tokio = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(tokio) => tokio,
-        Err(err) => {
-            eprintln!("service {section}: start the event loop: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    tokio.block_on(run_section(section, paths, helper))
-}
-
 pub async fn run_section(section: Section, paths: &Paths, helper: &Helper) -> ExitCode {
     let Some(bundles) = read_bundles(section, paths) else {
         return ExitCode::FAILURE;
@@ -150,7 +135,7 @@ pub fn print_plans(section: Section, paths: &Paths) -> ExitCode {
     let mut status = ExitCode::SUCCESS;
     for bundle in &bundles {
         let id = bundle.id();
-        let config = match load_runtime(bundle) {
+        let config = match launch::load_runtime(bundle) {
             Ok(config) => config,
             Err(message) => {
                 eprintln!("{section} {id}: {message}");
@@ -174,21 +159,10 @@ pub fn print_plans(section: Section, paths: &Paths) -> ExitCode {
     status
 }
 
-/// Reads and checks a bundle's runtime.json; the message names the file and the fields.
-pub fn load_runtime(bundle: &Bundle) -> Result<Runtime, String> {
-    let config = Runtime::load(&bundle.dir).map_err(|err| err.to_string())?;
-    let problems = config.check();
-    if problems.is_empty() {
-        return Ok(config);
-    }
-    let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-    Err(format!("runtime.json: {}", problems.join("; ")))
-}
-
 /// One bundle from runtime.json to clean-up. `Err` carries the message naming what failed.
 async fn run_bundle(bundle: &Bundle, log: &LogFiles, helper: &Helper) -> Result<Exit, String> {
     let id = bundle.id();
-    let config = load_runtime(bundle)?;
+    let config = launch::load_runtime(bundle)?;
     let Launched {
         child,
         mut prepared,
