@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-use libcontainer::oci_spec::runtime::{Linux, RootBuilder, Spec};
+use libcontainer::oci_spec::runtime::{Linux, MountBuilder, RootBuilder, Spec};
 use spec::{LoadError, Problem};
 
 use crate::error::Error;
@@ -22,6 +22,9 @@ const LOADABLE_FILESYSTEMS: [&str; 14] = [
 
 /// Mount types that are not filesystem types.
 const BIND_TYPES: [&str; 3] = ["bind", "rbind", "none"];
+
+/// Where a container sees the directory of its sd_notify socket (as podman binds it).
+pub const NOTIFY_DIR: &str = "/run/notify";
 
 /// Loads and checks `<bundle>/config.json` and returns the spec to create container `id` from.
 pub(crate) fn prepare(bundle: &Path, id: &str, cgroup_parent: &str) -> Result<Spec, Error> {
@@ -86,6 +89,56 @@ pub(crate) fn prepare(bundle: &Path, id: &str, cgroup_parent: &str) -> Result<Sp
     linux.set_cgroups_path(cgroups_path);
     spec.set_linux(Some(linux));
     Ok(spec)
+}
+
+/// Binds the directory holding `socket` (a host path) read-only at [`NOTIFY_DIR`], after every
+/// other mount so that a bound /run does not hide it, and sets `NOTIFY_SOCKET` to the socket's
+/// path inside the container, replacing any value the config has.
+pub(crate) fn add_notify_socket(spec: &mut Spec, socket: &Path) -> Result<(), Problem> {
+    let field = "--notify-socket";
+    let (Some(dir), Some(name)) = (socket.parent(), socket.file_name()) else {
+        return Err(Problem::new(
+            field,
+            format!("`{}` is not a path to a socket", socket.display()),
+        ));
+    };
+    if !socket.is_absolute() {
+        return Err(Problem::new(
+            field,
+            format!("`{}` is not an absolute path", socket.display()),
+        ));
+    }
+    let mount = MountBuilder::default()
+        .destination(NOTIFY_DIR)
+        .typ("bind")
+        .source(dir)
+        .options(
+            ["bind", "ro", "nosuid", "nodev", "noexec"]
+                .map(str::to_owned)
+                .to_vec(),
+        )
+        .build()
+        .map_err(|err| Problem::new(field, err.to_string()))?;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(mount);
+    spec.set_mounts(Some(mounts));
+
+    let variable = format!(
+        "NOTIFY_SOCKET={}",
+        Path::new(NOTIFY_DIR).join(name).display()
+    );
+    let mut process = spec.process().clone().unwrap_or_default();
+    let mut env: Vec<String> = process
+        .env()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|entry| !entry.starts_with("NOTIFY_SOCKET="))
+        .collect();
+    env.push(variable);
+    process.set_env(Some(env));
+    spec.set_process(Some(process));
+    Ok(())
 }
 
 fn in_config(problem: Problem) -> Problem {

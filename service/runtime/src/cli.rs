@@ -116,6 +116,10 @@ struct CreateArgs {
     /// Use MS_MOVE + chroot instead of pivot_root (for a root on initramfs).
     #[arg(long)]
     no_pivot: bool,
+    /// A unix datagram socket for sd_notify messages (READY=1): its directory is bound into the
+    /// container at /run/notify and NOTIFY_SOCKET is set to the socket there.
+    #[arg(long, value_name = "PATH")]
+    notify_socket: Option<PathBuf>,
     /// Refused: containers get no terminal.
     #[arg(long)]
     console_socket: Option<PathBuf>,
@@ -192,6 +196,7 @@ fn create_options(
     let options = CreateOptions {
         pid_file: args.pid_file,
         no_pivot: args.no_pivot,
+        notify_socket: args.notify_socket,
         as_sibling,
         ..CreateOptions::default()
     };

@@ -48,6 +48,9 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// Use MS_MOVE + chroot instead of pivot_root (needed on an initramfs root).
     pub no_pivot: bool,
+    /// A unix datagram socket on the host for sd_notify messages: its directory is bound into
+    /// the container at [`bundle::NOTIFY_DIR`] and `NOTIFY_SOCKET` points at it there.
+    pub notify_socket: Option<PathBuf>,
     /// Make the container init a child of the caller's parent (the supervisor that started this
     /// helper) instead of the caller.
     pub as_sibling: bool,
@@ -108,7 +111,13 @@ impl Runtime {
             },
             _ => Error::io("resolve bundle", bundle, source),
         })?;
-        let spec = bundle::prepare(&bundle, id, &self.cgroup_parent)?;
+        let mut spec = bundle::prepare(&bundle, id, &self.cgroup_parent)?;
+        if let Some(socket) = &options.notify_socket {
+            bundle::add_notify_socket(&mut spec, socket).map_err(|problem| Error::Bundle {
+                bundle: bundle.clone(),
+                problems: vec![problem],
+            })?;
+        }
 
         let prepared = self.root.join(PREPARED_DIR).join(id);
         fs::create_dir_all(&prepared).map_err(|err| Error::io("create", &prepared, err))?;

@@ -34,6 +34,8 @@ pub struct HelperOptions {
     pub pid_file: Option<PathBuf>,
     /// Use MS_MOVE + chroot instead of pivot_root.
     pub no_pivot: bool,
+    /// The sd_notify socket to bind into the container (`--notify-socket`).
+    pub notify_socket: Option<PathBuf>,
 }
 
 /// Runs `service runtime create` for a runtime.
@@ -90,6 +92,9 @@ impl Helper {
         }
         if let Some(pid_file) = &options.pid_file {
             command.arg("--pid-file").arg(pid_file);
+        }
+        if let Some(socket) = &options.notify_socket {
+            command.arg("--notify-socket").arg(socket);
         }
         command
             .arg(id)

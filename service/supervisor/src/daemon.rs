@@ -22,7 +22,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{pipe2, Pid};
 use prepare::Prepared;
-use runtime::helper::{ContainerStdio, Helper};
+use runtime::helper::{ContainerStdio, Helper, HelperOptions};
 use spec::layout::{Layout, Section};
 use spec::Runtime;
 use tokio::signal::unix::{signal, SignalKind};
@@ -33,9 +33,16 @@ use crate::child::Exit;
 use crate::launch::{self, Launched};
 use crate::lifecycle::{Action, Event, Lifecycle, Policy, State};
 use crate::logfile::{self, LogFile};
+use crate::notify;
 use crate::oneshot;
 use crate::order::Order;
+use crate::ring::{Ring, Stream};
 use crate::volumes;
+
+/// How long the output of a run that ended is awaited before it is reported.
+const OUTPUT_GRACE: Duration = Duration::from_secs(1);
+/// How many lines of a failed run's output go to the event log.
+const REPORTED_LINES: usize = 3;
 
 /// How often a declared ready file is looked for.
 const READY_POLL: Duration = Duration::from_millis(50);
@@ -52,6 +59,8 @@ pub struct Config {
     /// Service log rotation: size limit and rotated files kept.
     pub log_max_size: u64,
     pub log_keep: usize,
+    /// Where each service with `ready.notify` gets its notify socket (`NAME/notify.sock`).
+    pub notify_dir: PathBuf,
 }
 
 /// Runs the daemon until SIGTERM has been handled.
@@ -87,6 +96,14 @@ struct Service {
     pid: Option<Pid>,
     prepared: Option<Prepared>,
     ready_watch: Option<JoinHandle<()>>,
+    /// Its recent output, across restarts.
+    ring: Ring,
+    /// The first ring line of the current run.
+    run_from: u64,
+    /// The tasks copying the current run's stdout and stderr.
+    output: Vec<JoinHandle<()>>,
+    /// The run failed: its last lines go to the event log once its output is read.
+    report_output: bool,
 }
 
 struct Daemon {
@@ -193,6 +210,10 @@ impl Daemon {
                     pid: None,
                     prepared: None,
                     ready_watch: None,
+                    ring: Ring::default(),
+                    run_from: 0,
+                    output: Vec::new(),
+                    report_output: false,
                 },
             );
         }
@@ -294,8 +315,15 @@ impl Daemon {
             _ if before != after && after == State::Stopped => format!("{name}: stopped"),
             _ => return,
         };
-        if matches!(event, Event::Exited(_)) && after == State::Stopped {
-            line.push_str("; stopped");
+        if let Event::Exited(exit) = event {
+            if after == State::Stopped {
+                line.push_str("; stopped");
+            }
+            if before != State::Stopping && !exit.success() {
+                if let Some(service) = self.services.get_mut(name) {
+                    service.report_output = true;
+                }
+            }
         }
         self.events.line(&line);
     }
@@ -332,6 +360,7 @@ impl Daemon {
                 for problem in problems {
                     self.events.line(&format!("{name}: clean-up: {problem}"));
                 }
+                self.report_output(name).await;
                 None
             }
             Action::Signal(signal) => {
@@ -390,10 +419,26 @@ impl Daemon {
         if let Some(file) = &ready_file {
             let _ = fs::remove_file(file);
         }
+        let notify = match runtime.ready.as_ref().is_some_and(|ready| ready.notify) {
+            true => Some(
+                notify::Socket::bind(&self.config.notify_dir.join(name))
+                    .map_err(|err| (format!("ready.notify: {err}"), false))?,
+            ),
+            false => None,
+        };
+        let options = HelperOptions {
+            notify_socket: notify.as_ref().map(|socket| socket.path().to_owned()),
+            ..HelperOptions::default()
+        };
+        let ring = service.ring.clone();
+        let run_from = ring.next_seq();
+        let mut copies = Vec::new();
         let Launched { child, prepared } =
-            launch::launch(&self.helper, &bundle, &runtime, || self.output_pipes(name))
-                .await
-                .map_err(|message| (message, false))?;
+            launch::launch(&self.helper, &bundle, &runtime, &options, || {
+                self.output_pipes(name, &ring, &mut copies)
+            })
+            .await
+            .map_err(|message| (message, false))?;
         let pid = child.pid();
         let sender = self.sender.clone();
         let watched = name.to_owned();
@@ -409,38 +454,101 @@ impl Daemon {
                 event: Event::Exited(exit),
             });
         });
-        let ready_watch = ready_file.map(|file| {
-            let sender = self.sender.clone();
-            let name = name.to_owned();
-            tokio::spawn(async move {
-                while !Path::new(&file).exists() {
-                    tokio::time::sleep(READY_POLL).await;
-                }
-                let _ = sender.send(Message {
-                    name,
-                    generation,
-                    event: Event::BecameReady,
-                });
-            })
-        });
+        let ready_watch =
+            self.watch_readiness(name, generation, ready_file.map(PathBuf::from), notify);
         if let Some(service) = self.services.get_mut(name) {
             service.pid = Some(pid);
             service.prepared = Some(prepared);
             service.ready_watch = ready_watch;
+            service.run_from = run_from;
+            service.output = copies;
         }
         Ok(pid)
     }
 
-    /// Pipes for a service's stdout and stderr, with tasks copying them into its log files.
-    fn output_pipes(&self, name: &str) -> Result<ContainerStdio, String> {
+    /// Once the run's output has been read (its processes are gone, so the pipes end; a process
+    /// that escaped the container gets [`OUTPUT_GRACE`]), puts the last lines of a failed run in
+    /// the event log: the console shows why a service failed without opening its log files.
+    async fn report_output(&mut self, name: &str) {
+        let Some(service) = self.services.get_mut(name) else {
+            return;
+        };
+        let copies = std::mem::take(&mut service.output);
+        let report = std::mem::take(&mut service.report_output);
+        let (ring, from) = (service.ring.clone(), service.run_from);
+        let read_all = async {
+            for copy in copies {
+                let _ = copy.await;
+            }
+        };
+        let _ = tokio::time::timeout(OUTPUT_GRACE, read_all).await;
+        if report {
+            for line in ring.last(REPORTED_LINES, from) {
+                self.events.line(&format!("{name}: output: {line}"));
+            }
+        }
+    }
+
+    /// A task that sends `BecameReady` once the service's ready file exists or its notify
+    /// socket receives `READY=1`; it lives until the service is cleaned up, draining the socket.
+    fn watch_readiness(
+        &self,
+        name: &str,
+        generation: u64,
+        file: Option<PathBuf>,
+        notify: Option<notify::Socket>,
+    ) -> Option<JoinHandle<()>> {
+        if file.is_none() && notify.is_none() {
+            return None;
+        }
+        let sender = self.sender.clone();
+        let name = name.to_owned();
+        Some(tokio::spawn(async move {
+            if let Some(file) = file {
+                while !file.exists() {
+                    tokio::time::sleep(READY_POLL).await;
+                }
+            }
+            if let Some(socket) = &notify {
+                if socket.ready().await.is_err() {
+                    return;
+                }
+            }
+            let _ = sender.send(Message {
+                name,
+                generation,
+                event: Event::BecameReady,
+            });
+            if let Some(socket) = &notify {
+                socket.drain().await;
+            }
+        }))
+    }
+
+    /// Pipes for a service's stdout and stderr, with tasks copying them into its log files and
+    /// `ring`; the tasks are added to `copies`.
+    fn output_pipes(
+        &self,
+        name: &str,
+        ring: &Ring,
+        copies: &mut Vec<JoinHandle<()>>,
+    ) -> Result<ContainerStdio, String> {
         let mut ends = Vec::new();
-        for file in [format!("{name}.out.log"), format!("{name}.log")] {
+        for (file, stream) in [
+            (format!("{name}.out.log"), Stream::Stdout),
+            (format!("{name}.log"), Stream::Stderr),
+        ] {
             let path = self.config.log_dir.join(&file);
             let log = LogFile::open(&path, self.config.log_max_size, self.config.log_keep)
                 .map_err(|err| format!("open log {}: {err}", path.display()))?;
             let (read, write) =
                 pipe2(OFlag::O_CLOEXEC).map_err(|err| format!("create pipe for {file}: {err}"))?;
-            tokio::spawn(logfile::copy_pipe(read, log));
+            copies.push(tokio::spawn(logfile::copy_pipe(
+                read,
+                log,
+                ring.clone(),
+                stream,
+            )));
             ends.push(write);
         }
         let stdin = fs::File::open("/dev/null")

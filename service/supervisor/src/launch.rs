@@ -37,6 +37,7 @@ pub async fn launch(
     helper: &Helper,
     bundle: &Bundle,
     config: &Runtime,
+    options: &HelperOptions,
     stdio: impl FnOnce() -> Result<ContainerStdio, String>,
 ) -> Result<Launched, String> {
     let id = bundle.id();
@@ -55,7 +56,7 @@ pub async fn launch(
         Ok(stdio) => stdio,
         Err(err) => return Err(undo(prepared, err).await),
     };
-    let pid = match helper.create(&id, &bundle.dir, stdio, &HelperOptions::default()) {
+    let pid = match helper.create(&id, &bundle.dir, stdio, options) {
         Ok(pid) => pid,
         Err(err) => return Err(undo(prepared, err.to_string()).await),
     };

@@ -1,6 +1,7 @@
 //! Service log files: a container's output, line by line, appended to `/var/log/NAME.log` (stderr)
 //! or `NAME.out.log` (stdout) and rotated by size, keeping the last few as `NAME.log.0` (newest)
-//! to `NAME.log.9`; and the copy task that reads a container's output pipe into one.
+//! to `NAME.log.9`; and the copy task that reads a container's output pipe into one and into
+//! the service's in-memory ring.
 //! Runs in: the supervisor daemon, one task per output stream.
 //! Mirrors LinuxKit's file logging names (pkg/init/cmd/service) and logwrite's rotation
 //! (`-max-log-size` 1 MiB, `-max-log-files` 10).
@@ -12,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::unix::pipe;
+
+use crate::ring::{Ring, Stream};
 
 /// The size past which a log is rotated.
 pub const DEFAULT_MAX_SIZE: u64 = 1024 * 1024;
@@ -84,10 +87,10 @@ fn append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-/// Copies a container's output pipe into `log` line by line until the writers close it.
-/// Problems end the copy with a message on stderr; the container never blocks on a full pipe
-/// because of them (the pipe is drained until EOF).
-pub async fn copy_pipe(read_end: OwnedFd, mut log: LogFile) {
+/// Copies a container's output pipe into `log` and `ring` line by line until the writers close
+/// it. A write problem is reported once on stderr; the pipe is still drained until EOF, so the
+/// container never blocks on it.
+pub async fn copy_pipe(read_end: OwnedFd, mut log: LogFile, ring: Ring, stream: Stream) {
     let receiver = match pipe::Receiver::from_owned_fd(read_end) {
         Ok(receiver) => receiver,
         Err(err) => {
@@ -108,6 +111,7 @@ pub async fn copy_pipe(read_end: OwnedFd, mut log: LogFile) {
                 return;
             }
         }
+        ring.push(stream, &line);
         if !failed {
             if let Err(err) = log.write_line(&line) {
                 eprintln!("log {}: write: {err}", log.path.display());

@@ -10,8 +10,10 @@ mod daemon;
 mod launch;
 mod lifecycle;
 mod logfile;
+mod notify;
 mod oneshot;
 mod order;
+mod ring;
 mod volumes;
 
 use std::future::Future;
@@ -58,6 +60,17 @@ enum Command {
     /// Run the onshutdown containers (default /containers/onshutdown) like `onboot`; logs in
     /// /run/log/shutdown, linked from /var/log/shutdown.
     Onshutdown(OneshotArgs),
+    /// Tell the supervisor this service is ready, like systemd-notify: sends `READY=1` (and any
+    /// KEY=VALUE given) to $NOTIFY_SOCKET, which the supervisor sets for services that declare
+    /// `ready: {notify: true}` in runtime.json.
+    Notify {
+        /// Send READY=1.
+        #[arg(long)]
+        ready: bool,
+        /// More sd_notify assignments to send.
+        #[arg(value_name = "KEY=VALUE")]
+        assignments: Vec<String>,
+    },
     /// The embedded OCI runtime, with runc's command line.
     Runtime(runtime::cli::RuntimeArgs),
 }
@@ -97,6 +110,9 @@ struct SystemInitArgs {
     /// Rotated logs kept (NAME.log.0 newest).
     #[arg(long, default_value_t = logfile::DEFAULT_KEEP)]
     log_keep: usize,
+    /// Where services with `ready.notify` get their notify sockets (NAME/notify.sock).
+    #[arg(long, default_value = "/run/kiln/notify")]
+    notify_dir: PathBuf,
     #[command(flatten)]
     runtime: RuntimeOptions,
 }
@@ -148,12 +164,14 @@ fn main() -> ExitCode {
                     oneshot_log_dir: args.oneshot_log_dir,
                     log_max_size: args.log_max_size,
                     log_keep: args.log_keep,
+                    notify_dir: args.notify_dir,
                 },
                 Helper::new(args.runtime.runtime()),
             ),
         ),
         Command::Onboot(args) => args.run(Section::Onboot),
         Command::Onshutdown(args) => args.run(Section::Onshutdown),
+        Command::Notify { ready, assignments } => notify::send(ready, &assignments),
         Command::Runtime(args) => runtime::cli::run(args),
     }
 }

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use prepare::plan;
-use runtime::helper::{ContainerStdio, Helper};
+use runtime::helper::{ContainerStdio, Helper, HelperOptions};
 use spec::layout::{bundles_in, Bundle, Section};
 
 use crate::child::Exit;
@@ -166,7 +166,10 @@ async fn run_bundle(bundle: &Bundle, log: &LogFiles, helper: &Helper) -> Result<
     let Launched {
         child,
         mut prepared,
-    } = launch::launch(helper, bundle, &config, || log.open()).await?;
+    } = launch::launch(helper, bundle, &config, &HelperOptions::default(), || {
+        log.open()
+    })
+    .await?;
     let runtime = helper.runtime();
     let deadline = config.timeout.map(Duration::from_secs);
     let outcome = match child.wait(deadline).await {

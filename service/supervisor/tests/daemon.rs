@@ -1,4 +1,5 @@
-//! `service system-init`: a volume overlaid, services started in dependency order, restarted by policy with
+//! `service system-init`: a volume overlaid, services started in dependency order (on ready
+//! files and on `READY=1` sent with `service notify`), restarted by policy with
 //! backoff, a killed service brought back with a new pid, `restart: no` left exited, a cycle
 //! reported while the rest runs, logs written and rotated, and SIGTERM running onshutdown and
 //! stopping everything in reverse dependency order within the stop timeouts.
@@ -103,7 +104,12 @@ fn services_are_supervised_and_stopped_in_order_root() {
             "exec sleep 1000",
             json!({"stopTimeout": 1}),
         );
-        service(&services, "crasher", "echo crash; exit 3", json!({}));
+        service(
+            &services,
+            "crasher",
+            "echo crash; echo why-it-crashed >&2; exit 3",
+            json!({}),
+        );
         service(
             &services,
             "printer",
@@ -115,6 +121,20 @@ fn services_are_supervised_and_stopped_in_order_root() {
             "dependent",
             &format!("test -e /ready/printer && echo saw-ready; {waits_for_term}"),
             json!({"dependsOn": ["printer"]}),
+        );
+        // Ready once it says so on its notify socket, which it does when the test lets it.
+        let notifier = service(
+            &services,
+            "notifier",
+            &format!("echo socket=$NOTIFY_SOCKET; while [ ! -e /ready/go ]; do sleep 0.05; done; service notify --ready; {waits_for_term}"),
+            json!({"ready": {"notify": true}}),
+        );
+        fs::copy(SERVICE, notifier.dir.join("rootfs/bin/service"))?;
+        service(
+            &services,
+            "after-notifier",
+            waits_for_term,
+            json!({"dependsOn": ["notifier"]}),
         );
         service(&services, "once", "echo once-ran", json!({"restart": "no"}));
         service(
@@ -230,8 +250,29 @@ fn services_are_supervised_and_stopped_in_order_root() {
             lines.position("printer: ready") < lines.position("dependent: running"),
             "the dependent waits for the printer's ready file"
         );
+        lines.expect("notifier: running, pid ");
+        assert_eq!(
+            lines.count("notifier: ready"),
+            0,
+            "not ready before READY=1"
+        );
+        assert_eq!(lines.count("after-notifier: running"), 0);
+        fs::write(ready.join("go"), "")?;
+        lines.expect("notifier: ready");
+        lines.expect("after-notifier: running, pid ");
+        assert_eq!(
+            read(Path::new("/var/log/notifier.out.log")),
+            "socket=/run/notify/notify.sock\n"
+        );
         lines.expect("once: exited with status 0");
         lines.expect("crasher: exited with status 3");
+        // A failed run's last lines follow its exit on the console, from the in-memory ring.
+        let line = lines.expect("crasher: output: ");
+        assert!(
+            line.ends_with(" stdout: crash") || line.ends_with(" stderr: why-it-crashed"),
+            "{line}"
+        );
+        lines.expect("stderr: why-it-crashed");
         lines.expect("crasher: restart 1 in 1s");
         lines.expect("crasher: restart 2 in 2s");
         lines.expect("crasher: restart 3 in 4s");
@@ -276,6 +317,11 @@ fn services_are_supervised_and_stopped_in_order_root() {
         );
         assert!(lines.position("bye-from-onshutdown") < lines.position("printer: stopping"));
         assert_eq!(lines.count("once: running"), 1, "restart: no stays exited");
+        assert_eq!(
+            lines.count("once: output"),
+            0,
+            "a run that succeeded is not reported"
+        );
         assert!(lines
             .seen
             .iter()

@@ -243,7 +243,7 @@ fn helper_creates_a_container_whose_init_is_the_callers_child_root() {
         let pid_file = sandbox::scratch().join("helped.pid");
         let options = HelperOptions {
             pid_file: Some(pid_file.clone()),
-            no_pivot: false,
+            ..HelperOptions::default()
         };
         let pid = helper.create("helped", &bundle.dir, stdio()?, &options)?;
         assert_eq!(read(&pid_file).trim(), pid.to_string());
