@@ -44,6 +44,9 @@ const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 /// How many lines of a failed run's output go to the event log.
 const REPORTED_LINES: usize = 3;
 
+/// The file under the runtime's state root that says volumes and onboot ran at this boot.
+const BOOTED_MARKER: &str = ".booted";
+
 /// How often a declared ready file is looked for.
 const READY_POLL: Duration = Duration::from_millis(50);
 
@@ -146,11 +149,7 @@ impl Daemon {
                     return ExitCode::FAILURE;
                 }
             };
-        for name in volumes::set_up(&self.config.containers).await {
-            self.events.line(&format!("volume {name}: not set up"));
-        }
-        let paths = self.oneshot_paths(Section::Onboot);
-        oneshot::run_section(Section::Onboot, &paths, &self.helper).await;
+        self.boot_once().await;
         self.load_services();
         self.start_ready_dependents();
         loop {
@@ -164,8 +163,35 @@ impl Daemon {
         let paths = self.oneshot_paths(Section::Onshutdown);
         oneshot::run_section(Section::Onshutdown, &paths, &self.helper).await;
         self.stop_all(&mut chld).await;
+        // The boot is over: a supervisor started after this clean stop begins again.
+        let _ = fs::remove_file(self.helper.runtime().root().join(BOOTED_MARKER));
         self.events.line("all services stopped");
         ExitCode::SUCCESS
+    }
+
+    /// Volumes and onboot, unless a supervisor that ran before this one (and ended without a
+    /// clean shutdown, to be restarted by init) has done them at this boot: the marker lives
+    /// under the runtime's state root, on /run, and a clean shutdown removes it.
+    async fn boot_once(&mut self) {
+        let marker = self.helper.runtime().root().join(BOOTED_MARKER);
+        if marker.exists() {
+            self.events
+                .line("volumes and onboot already ran at this boot: not running them again");
+            return;
+        }
+        for name in volumes::set_up(&self.config.containers).await {
+            self.events.line(&format!("volume {name}: not set up"));
+        }
+        let paths = self.oneshot_paths(Section::Onboot);
+        oneshot::run_section(Section::Onboot, &paths, &self.helper).await;
+        let written =
+            fs::create_dir_all(self.helper.runtime().root()).and_then(|()| fs::write(&marker, ""));
+        if let Err(err) = written {
+            self.events.line(&format!(
+                "record that onboot ran ({}): {err}",
+                marker.display()
+            ));
+        }
     }
 
     fn oneshot_paths(&self, section: Section) -> oneshot::Paths {
@@ -414,6 +440,16 @@ impl Daemon {
             .ok_or_else(|| ("unknown service".to_owned(), true))?;
         let bundle = service.bundle.clone();
         let runtime = service.runtime.clone();
+        let ring = service.ring.clone();
+        // A supervisor that ran before this one may have left the container running.
+        if self.helper.runtime().state(name).is_ok() {
+            self.events.line(&format!(
+                "{name}: removing the container an earlier supervisor left"
+            ));
+            for problem in launch::remove(self.helper.runtime(), name, None).await {
+                self.events.line(&format!("{name}: {problem}"));
+            }
+        }
         let ready_file = runtime.ready.as_ref().and_then(|ready| ready.file.clone());
         // A stale ready file would make the new run ready at once.
         if let Some(file) = &ready_file {
@@ -430,7 +466,6 @@ impl Daemon {
             notify_socket: notify.as_ref().map(|socket| socket.path().to_owned()),
             ..HelperOptions::default()
         };
-        let ring = service.ring.clone();
         let run_from = ring.next_seq();
         let mut copies = Vec::new();
         let Launched { child, prepared } =

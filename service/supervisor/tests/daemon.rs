@@ -9,64 +9,13 @@
 mod support;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
-use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
 use support::*;
-
-/// The daemon's stdout, line by line, as it comes.
-struct Lines {
-    receiver: Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Lines {
-    /// Waits for a line containing `text` (up to a minute); returns it.
-    fn expect(&mut self, text: &str) -> String {
-        if let Some(line) = self.seen.iter().find(|line| line.contains(text)) {
-            return line.clone();
-        }
-        loop {
-            match self.receiver.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(err) => panic!(
-                    "no line with `{text}` ({err}); so far:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// The position of the first line seen containing `text`.
-    fn position(&self, text: &str) -> usize {
-        self.seen
-            .iter()
-            .position(|line| line.contains(text))
-            .unwrap_or_else(|| panic!("`{text}` not seen:\n{}", self.seen.join("\n")))
-    }
-
-    fn count(&self, text: &str) -> usize {
-        self.seen.iter().filter(|line| line.contains(text)).count()
-    }
-
-    /// Reads everything up to the end of the output.
-    fn drain(&mut self) {
-        while let Ok(line) = self.receiver.recv_timeout(Duration::from_secs(60)) {
-            self.seen.push(line);
-        }
-    }
-}
 
 /// A service bundle that can see `<scratch>/ready` as `/ready`.
 fn service(dir: &Path, name: &str, script: &str, runtime: serde_json::Value) -> Bundle {
@@ -203,20 +152,7 @@ fn services_are_supervised_and_stopped_in_order_root() {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let stdout = daemon.stdout.take().unwrap();
-        let (sender, receiver) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut lines = Lines {
-            receiver,
-            seen: Vec::new(),
-        };
+        let mut lines = Lines::follow(daemon.stdout.take().unwrap());
 
         lines.expect("hello-from-onboot");
         // Volumes are set up before onboot: an overlay on merged/ with a tmpfs upper layer.

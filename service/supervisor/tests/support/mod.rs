@@ -322,3 +322,86 @@ pub fn private_run_and_var_log() {
 pub fn read(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
+
+/// The daemon's stdout, line by line, as it comes.
+pub struct Lines {
+    receiver: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+    /// Where `expect` starts looking in `seen`.
+    from: usize,
+}
+
+impl Lines {
+    /// Follows `output` (a child's stdout) on a thread.
+    pub fn follow(output: impl std::io::Read + Send + 'static) -> Self {
+        use std::io::BufRead;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(output).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            receiver,
+            seen: Vec::new(),
+            from: 0,
+        }
+    }
+
+    /// Makes later `expect`s look only at lines that come after those seen so far.
+    pub fn mark(&mut self) {
+        self.from = self.seen.len();
+    }
+
+    /// Waits for a line containing `text` (up to a minute); returns it.
+    pub fn expect(&mut self, text: &str) -> String {
+        if let Some(line) = self.seen[self.from..]
+            .iter()
+            .find(|line| line.contains(text))
+        {
+            return line.clone();
+        }
+        loop {
+            match self
+                .receiver
+                .recv_timeout(std::time::Duration::from_secs(60))
+            {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(err) => panic!(
+                    "no line with `{text}` ({err}); so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The position of the first line seen containing `text`.
+    pub fn position(&self, text: &str) -> usize {
+        self.seen
+            .iter()
+            .position(|line| line.contains(text))
+            .unwrap_or_else(|| panic!("`{text}` not seen:\n{}", self.seen.join("\n")))
+    }
+
+    pub fn count(&self, text: &str) -> usize {
+        self.seen.iter().filter(|line| line.contains(text)).count()
+    }
+
+    /// Reads everything up to the end of the output.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self
+            .receiver
+            .recv_timeout(std::time::Duration::from_secs(60))
+        {
+            self.seen.push(line);
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Ending the system: the shutdown.d scripts, the supervisor asked to stop (it runs onshutdown
+//! and stops every service in reverse dependency order within their timeouts), then every
+//! process left sent SIGTERM and, past a deadline, SIGKILL; sync; disks, overlays and network
+//! filesystems unmounted; reboot(2) with the requested action.
+//! Runs in: PID 1's main loop, once a shutdown signal came; never returns as the system's init.
+//! In userspace mode nothing is unmounted and init exits instead of calling reboot(2); it
+//! signals every process of its pid namespace only when it is that namespace's PID 1, and
+//! otherwise just its own descendants.
+//! Mirrors LinuxKit rc.shutdown (doShutdown, unmountAll) with the fixed `sleep 5` replaced by
+//! waiting for the processes to be gone.
+
+use std::fmt;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::mount::{umount2, MntFlags};
+use nix::sys::reboot::{reboot, RebootMode};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::reaper::{self, Signals};
+use crate::supervisor::Supervisor;
+use crate::{say, scripts};
+
+/// How long the supervisor gets for onshutdown and the ordered stop of every service.
+const SUPERVISOR_DEADLINE: Duration = Duration::from_secs(120);
+/// How long processes get between SIGTERM and SIGKILL, and after SIGKILL.
+const TERM_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Filesystems unmounted at shutdown, and those detached lazily (a server may be gone).
+const UNMOUNTED: [&str; 8] = [
+    "ext2", "ext3", "ext4", "btrfs", "xfs", "vfat", "msdos", "overlay",
+];
+const DETACHED: [&str; 3] = ["nfs", "nfs4", "cifs"];
+
+/// What the shutdown ends with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Poweroff,
+    Reboot,
+    Halt,
+}
+
+impl Action {
+    /// The action a signal asks for, as busybox's commands send them.
+    pub fn for_signal(signal: Signal) -> Option<Self> {
+        match signal {
+            Signal::SIGUSR2 => Some(Self::Poweroff),
+            Signal::SIGTERM | Signal::SIGINT => Some(Self::Reboot),
+            Signal::SIGUSR1 => Some(Self::Halt),
+            _ => None,
+        }
+    }
+
+    fn mode(self) -> RebootMode {
+        match self {
+            Self::Poweroff => RebootMode::RB_POWER_OFF,
+            Self::Reboot => RebootMode::RB_AUTOBOOT,
+            Self::Halt => RebootMode::RB_HALT_SYSTEM,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Poweroff => "poweroff",
+            Self::Reboot => "reboot",
+            Self::Halt => "halt",
+        })
+    }
+}
+
+/// Shuts down. As the system's init this ends in reboot(2) and never returns; in userspace
+/// mode it returns once everything is stopped, for init to exit.
+pub fn run(action: Action, supervisor: &mut Supervisor, signals: &Signals, system: bool) {
+    say!("{action}: stopping everything");
+    supervisor.cancel_restart();
+    scripts::run_all(Path::new("/etc/shutdown.d"));
+    if let Some(pid) = supervisor.pid() {
+        stop_supervisor(pid, supervisor, signals);
+    }
+    stop_everything(signals);
+    nix::unistd::sync();
+    if !system {
+        say!("{action}: done");
+        return;
+    }
+    unmount_all();
+    say!("{action}");
+    let Err(err) = reboot(action.mode());
+    say!("{action}: reboot(2): {err}");
+    // PID 1 must not exit; nothing is left to do but wait.
+    loop {
+        let _ = signals.wait(None);
+        reaper::reap(|_, _| {});
+    }
+}
+
+/// SIGTERM to the supervisor, then waits for it (SIGKILL past the deadline).
+fn stop_supervisor(pid: Pid, supervisor: &mut Supervisor, signals: &Signals) {
+    if let Err(err) = kill(pid, Signal::SIGTERM) {
+        say!("signal the supervisor (pid {pid}): {err}");
+    }
+    let deadline = Instant::now() + SUPERVISOR_DEADLINE;
+    while supervisor.pid().is_some() {
+        if Instant::now() >= deadline {
+            say!(
+                "the supervisor is still running after {}s: killing it",
+                SUPERVISOR_DEADLINE.as_secs()
+            );
+            let _ = kill(pid, Signal::SIGKILL);
+            // SIGKILL cannot be ignored; wait for it without a deadline.
+            while supervisor.pid().is_some() {
+                let _ = signals.wait(None);
+                reap_noting(supervisor);
+            }
+            return;
+        }
+        let _ = signals.wait(Some(deadline));
+        reap_noting(supervisor);
+    }
+}
+
+fn reap_noting(supervisor: &mut Supervisor) {
+    let now = Instant::now();
+    reaper::reap(|pid, status| {
+        supervisor.reaped(pid, status, now, true);
+    });
+}
+
+/// SIGTERM to everything left, SIGKILL to whatever is there after the deadline, and waits
+/// until nothing is left (or a last deadline passes).
+fn stop_everything(signals: &Signals) {
+    signal_everything(Signal::SIGTERM);
+    if wait_for_no_children(signals, Instant::now() + TERM_DEADLINE, None) {
+        return;
+    }
+    say!(
+        "processes still running {}s after SIGTERM: killing them",
+        TERM_DEADLINE.as_secs()
+    );
+    signal_everything(Signal::SIGKILL);
+    if !wait_for_no_children(
+        signals,
+        Instant::now() + TERM_DEADLINE,
+        Some(Signal::SIGKILL),
+    ) {
+        say!("processes still left after SIGKILL");
+    }
+}
+
+/// Waits until init has no children; `again` is re-sent to everything at each wake-up (new
+/// processes may have been forked meanwhile).
+fn wait_for_no_children(signals: &Signals, deadline: Instant, again: Option<Signal>) -> bool {
+    loop {
+        if !reaper::reap(|_, _| {}) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        let _ = signals.wait(Some(deadline));
+        if let Some(signal) = again {
+            signal_everything(signal);
+        }
+    }
+}
+
+/// As PID 1 of a pid namespace, every process in it (kill(-1) spares the caller); otherwise
+/// only this process's descendants, found through /proc.
+fn signal_everything(signal: Signal) {
+    if nix::unistd::getpid().as_raw() == 1 {
+        let _ = kill(Pid::from_raw(-1), signal);
+        return;
+    }
+    for pid in descendants(nix::unistd::getpid()) {
+        let _ = kill(pid, signal);
+    }
+}
+
+/// The descendants of `pid`, from the `children` lists of every thread.
+fn descendants(pid: Pid) -> Vec<Pid> {
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(parent) = queue.pop() {
+        let Ok(tasks) = fs::read_dir(format!("/proc/{parent}/task")) else {
+            continue;
+        };
+        for task in tasks.filter_map(Result::ok) {
+            let Ok(list) = fs::read_to_string(task.path().join("children")) else {
+                continue;
+            };
+            for child in list.split_whitespace().filter_map(|p| p.parse().ok()) {
+                let child = Pid::from_raw(child);
+                if !found.contains(&child) {
+                    found.push(child);
+                    queue.push(child);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Unmounts disks and overlays, and detaches network filesystems, newest mount first.
+fn unmount_all() {
+    let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
+    for (target, fstype) in unmount_plan(&mounts) {
+        let flags = if DETACHED.contains(&fstype.as_str()) {
+            MntFlags::MNT_DETACH
+        } else {
+            MntFlags::empty()
+        };
+        if let Err(err) = umount2(target.as_str(), flags) {
+            say!("unmount {target} ({fstype}): {err}");
+        }
+    }
+}
+
+/// `(mount point, type)` of the mounts to undo, in the order to undo them.
+fn unmount_plan(mounts: &str) -> Vec<(String, String)> {
+    mounts
+        .lines()
+        .rev()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_source, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+            let fstype = fstype.to_owned();
+            (UNMOUNTED.contains(&fstype.as_str()) || DETACHED.contains(&fstype.as_str()))
+                .then(|| (unescape(target), fstype))
+        })
+        .collect()
+}
+
+/// /proc/mounts writes space, tab, newline and backslash as octal escapes.
+fn unescape(field: &str) -> String {
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busybox_signals_map_to_actions() {
+        assert_eq!(Action::for_signal(Signal::SIGUSR2), Some(Action::Poweroff));
+        assert_eq!(Action::for_signal(Signal::SIGTERM), Some(Action::Reboot));
+        assert_eq!(Action::for_signal(Signal::SIGINT), Some(Action::Reboot));
+        assert_eq!(Action::for_signal(Signal::SIGUSR1), Some(Action::Halt));
+        assert_eq!(Action::for_signal(Signal::SIGHUP), None);
+        assert_eq!(Action::for_signal(Signal::SIGCHLD), None);
+    }
+
+    #[test]
+    fn disks_overlays_and_network_filesystems_are_unmounted_newest_first() {
+        let mounts = "rootfs / tmpfs rw 0 0\n\
+                      proc /proc proc rw 0 0\n\
+                      /dev/vda /var/lib ext4 rw 0 0\n\
+                      overlay /containers/volumes/v/merged overlay rw 0 0\n\
+                      srv:/x /mnt/my\\040share nfs4 rw 0 0\n\
+                      tmpfs /run tmpfs rw 0 0\n";
+        assert_eq!(
+            unmount_plan(mounts),
+            [
+                ("/mnt/my share".to_owned(), "nfs4".to_owned()),
+                (
+                    "/containers/volumes/v/merged".to_owned(),
+                    "overlay".to_owned()
+                ),
+                ("/var/lib".to_owned(), "ext4".to_owned()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! `/init` in userspace mode over an image-like root: it runs /etc/init.d, sets the hostname,
+//! starts the supervisor and starts it again when it is killed (which then neither reruns
+//! onboot nor duplicates a service), reaps a thousand orphans, and on SIGUSR2 (busybox
+//! `poweroff`) has the supervisor stop every service before it exits.
+//! Runs as root inside the sandbox: the image root is chrooted into there, with its own /proc,
+//! /run and the sandbox's /sys and /dev; init is not PID 1 there, so it only ever signals its
+//! own descendants.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::mount::{mount, MsFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use support::*;
+
+/// The `init` binary, built beside `service` by `cargo test --workspace`.
+fn init_binary() -> std::path::PathBuf {
+    let init = Path::new(SERVICE).with_file_name("init");
+    assert!(
+        init.exists(),
+        "{} is missing: build it with `cargo build -p init` (cargo test --workspace does)",
+        init.display()
+    );
+    init
+}
+
+fn pid_of(line: &str) -> i32 {
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Children of `parent` that are zombies.
+fn zombie_children(parent: i32) -> usize {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the fields after the last `)`.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map_or("", |(_, rest)| rest)
+                .split_whitespace()
+                .collect();
+            fields.first() == Some(&"Z") && fields.get(1) == Some(&parent.to_string().as_str())
+        })
+        .count()
+}
+
+#[test]
+fn init_keeps_the_supervisor_alive_and_reaps_orphans_root() {
+    sandbox::test(|| {
+        let image = Bundle::new_in(&sandbox::scratch(), "image", &["true"]);
+        let root = image.dir.join("rootfs");
+        fs::copy(init_binary(), root.join("init"))?;
+        fs::create_dir_all(root.join("usr/bin"))?;
+        fs::copy(SERVICE, root.join("usr/bin/service"))?;
+        for dir in ["run", "var/log", "etc/init.d", "containers"] {
+            fs::create_dir_all(root.join(dir))?;
+        }
+        fs::write(root.join("etc/hostname"), "kiln-under-test\n")?;
+        // A thousand background processes the script never waits for: orphans for init.
+        let script = root.join("etc/init.d/010-orphans");
+        fs::write(
+            &script,
+            "#!/bin/sh\ni=0\nwhile [ $i -lt 1000 ]; do (sleep 0.1 &); i=$((i+1)); done\necho orphans-made\n",
+        )?;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
+        Bundle::new_in(
+            &root.join("containers/services"),
+            "sleeper",
+            &["sleep", "1000"],
+        )
+        .runtime_json(&serde_json::json!({"stopTimeout": 1}));
+        Bundle::new_in(
+            &root.join("containers/onboot"),
+            "000-hello",
+            &["echo", "hello-from-onboot"],
+        );
+
+        // A mount point, as an image's root is: pivot_root(2) refuses any other root.
+        mount(
+            Some(root.as_path()),
+            &root,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )?;
+        mount(
+            Some("proc"),
+            &root.join("proc"),
+            Some("proc"),
+            MsFlags::empty(),
+            None::<&str>,
+        )?;
+        for dir in ["sys", "dev"] {
+            mount(
+                Some(Path::new("/").join(dir).as_path()),
+                &root.join(dir),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )?;
+        }
+        mount(
+            Some("tmpfs"),
+            &root.join("run"),
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )?;
+
+        let supervisor = format!(
+            "/usr/bin/service system-init --cgroup-parent {}",
+            sandbox::cgroup_parent()
+        );
+        let mut init = Command::new("/usr/sbin/chroot")
+            .arg(&root)
+            .arg("/init")
+            .env_clear()
+            .env("KILN_SUPERVISOR", &supervisor)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let init_pid = i32::try_from(init.id())?;
+        let mut lines = Lines::follow(init.stdout.take().unwrap());
+
+        lines.expect("init: userspace mode");
+        lines.expect("orphans-made");
+        let first = pid_of(&lines.expect(&format!("init: started {supervisor}, pid ")));
+        lines.expect("hello-from-onboot");
+        let sleeper = pid_of(&lines.expect("service: sleeper: running, pid "));
+        assert_eq!(
+            fs::read_to_string("/proc/sys/kernel/hostname")?.trim(),
+            "kiln-under-test"
+        );
+
+        // Orphans land on init (a child subreaper) and are reaped.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while zombie_children(init_pid) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{} zombies still wait for init",
+                zombie_children(init_pid)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        lines.mark();
+        kill(Pid::from_raw(first), Signal::SIGKILL)?;
+        lines.expect(&format!("init: {supervisor} killed by SIGKILL"));
+        lines.expect(&format!("init: restarting {supervisor} in 1s"));
+        let second = pid_of(&lines.expect(&format!("init: started {supervisor}, pid ")));
+        assert_ne!(second, first);
+        lines.expect("volumes and onboot already ran at this boot");
+        lines.expect("service: sleeper: removing the container an earlier supervisor left");
+        let restarted = pid_of(&lines.expect("service: sleeper: running, pid "));
+        assert_ne!(restarted, sleeper);
+        assert_eq!(lines.count("hello-from-onboot"), 1, "onboot ran once");
+
+        kill(Pid::from_raw(init_pid), Signal::SIGUSR2)?;
+        lines.expect("init: SIGUSR2 received: poweroff");
+        lines.expect("service: sleeper: stopping with SIGTERM");
+        lines.expect("service: all services stopped");
+        lines.expect("init: poweroff: done");
+        let status = init.wait()?;
+        assert!(status.success(), "init: {status}");
+        lines.drain();
+        assert_nothing_left("init's poweroff");
+        Ok(())
+    });
+}
