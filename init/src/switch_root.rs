@@ -53,6 +53,11 @@ pub fn relocate() -> Result<(), String> {
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
+    // The new root's own /mnt, empty, as the image had it.
+    fs::DirBuilder::new()
+        .mode(0o755)
+        .create(new_root.join("mnt"))
+        .map_err(|err| format!("make /mnt in the new root: {err}"))?;
     std::env::set_current_dir(new_root).map_err(|err| format!("chdir {NEW_ROOT}: {err}"))?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
         .map_err(|err| format!("move {NEW_ROOT} to /: {err}"))?;

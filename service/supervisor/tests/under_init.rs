@@ -20,15 +20,18 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use support::*;
 
-/// The `init` binary, built beside `service` by `cargo test --workspace`.
+/// The `init` binary (debug), built here: `cargo test` builds another package's binary only
+/// for that package's own integration tests.
 fn init_binary() -> std::path::PathBuf {
-    let init = Path::new(SERVICE).with_file_name("init");
-    assert!(
-        init.exists(),
-        "{} is missing: build it with `cargo build -p init` (cargo test --workspace does)",
-        init.display()
-    );
-    init
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&workspace)
+        .args(["build", "--locked", "--offline", "-p", "init"])
+        .status()
+        .expect("run cargo build -p init");
+    assert!(status.success(), "cargo build -p init: {status}");
+    Path::new(SERVICE).with_file_name("init")
 }
 
 fn pid_of(line: &str) -> i32 {
@@ -55,10 +58,11 @@ fn zombie_children(parent: i32) -> usize {
 
 #[test]
 fn init_keeps_the_supervisor_alive_and_reaps_orphans_root() {
+    let init = init_binary();
     sandbox::test(|| {
         let image = Bundle::new_in(&sandbox::scratch(), "image", &["true"]);
         let root = image.dir.join("rootfs");
-        fs::copy(init_binary(), root.join("init"))?;
+        fs::copy(&init, root.join("init"))?;
         fs::create_dir_all(root.join("usr/bin"))?;
         fs::copy(SERVICE, root.join("usr/bin/service"))?;
         for dir in ["run", "var/log", "etc/init.d", "containers"] {

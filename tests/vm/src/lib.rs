@@ -1,0 +1,416 @@
+//! VM tests' tools: an initramfs assembled in memory (files, directories, symlinks, device
+//! nodes; no root needed to make it), Kiln's release binaries, busybox and kernel modules put in
+//! it, and a qemu boot with the fast recipe (microvm, the ELF kernel, tsc_early_khz) whose
+//! console is captured and whose exit code is the guest's result.
+//! Runs in: test processes on the host. The kernel comes from `tools/dev setup`, which unpacks
+//! Debian's cloud kernel, runs depmod and extracts the ELF into /var/cache/kiln/vm-kernel
+//! (`KILN_VM_KERNEL` names another directory).
+//! Guests get no network at all: no -netdev is ever given.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use cpio::newc::{self, ModeFileType};
+
+/// Where `tools/dev setup` puts the kernel.
+const DEFAULT_KERNEL_DIR: &str = "/var/cache/kiln/vm-kernel";
+
+/// The unpacked Debian kernel: the ELF to boot and its modules tree.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub vmlinux: PathBuf,
+    pub release: String,
+    /// `lib/modules/<release>` with modules.dep.
+    pub modules: PathBuf,
+}
+
+impl Kernel {
+    /// The kernel from `$KILN_VM_KERNEL` or the default directory; panics with what to run
+    /// when it is missing.
+    pub fn find() -> Self {
+        let dir = std::env::var_os("KILN_VM_KERNEL")
+            .map_or_else(|| PathBuf::from(DEFAULT_KERNEL_DIR), PathBuf::from);
+        let release = fs::read_to_string(dir.join("release")).unwrap_or_else(|err| {
+            panic!(
+                "no VM kernel in {} ({err}): run `tools/dev setup`",
+                dir.display()
+            )
+        });
+        let release = release.trim().to_owned();
+        Self {
+            vmlinux: dir.join("vmlinux"),
+            modules: dir.join("modules").join(&release),
+            release,
+        }
+    }
+}
+
+/// Kiln's static release binaries (`init`, `service`), built once per test process.
+pub fn release_binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(&workspace)
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "-p",
+                "init",
+                "-p",
+                "supervisor",
+            ])
+            .status()
+            .expect("run cargo build --release");
+        assert!(status.success(), "cargo build --release: {status}");
+        workspace.join("target/x86_64-unknown-linux-gnu/release")
+    });
+    dir.join(name)
+}
+
+/// One entry of the image.
+#[derive(Debug, Clone)]
+enum Node {
+    Dir { mode: u32 },
+    File { data: Vec<u8>, mode: u32 },
+    Symlink { target: String },
+    Char { mode: u32, major: u32, minor: u32 },
+}
+
+/// The files of an initramfs, by path (without the leading `/`).
+#[derive(Debug, Default, Clone)]
+pub struct Image {
+    nodes: BTreeMap<String, Node>,
+}
+
+impl Image {
+    /// The skeleton every image has: the directories init mounts on, and /dev/console so the
+    /// kernel can give init a console.
+    pub fn new() -> Self {
+        let mut image = Self::default();
+        for dir in [
+            "dev", "proc", "sys", "run", "tmp", "var", "etc", "bin", "mnt",
+        ] {
+            image.dir(dir, 0o755);
+        }
+        image.char_device("dev/console", 0o600, 5, 1);
+        image
+    }
+
+    fn parents(&mut self, path: &str) {
+        let mut prefix = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            if !prefix.is_empty() {
+                self.nodes
+                    .entry(prefix.clone())
+                    .or_insert(Node::Dir { mode: 0o755 });
+                prefix.push('/');
+            }
+            prefix.push_str(part);
+        }
+    }
+
+    fn key(path: &str) -> String {
+        path.trim_start_matches('/').to_owned()
+    }
+
+    pub fn dir(&mut self, path: &str, mode: u32) -> &mut Self {
+        let key = Self::key(path);
+        self.parents(&key);
+        self.nodes.insert(key, Node::Dir { mode });
+        self
+    }
+
+    pub fn file(&mut self, path: &str, data: impl Into<Vec<u8>>, mode: u32) -> &mut Self {
+        let key = Self::key(path);
+        self.parents(&key);
+        self.nodes.insert(
+            key,
+            Node::File {
+                data: data.into(),
+                mode,
+            },
+        );
+        self
+    }
+
+    /// A shell script (mode 0755).
+    pub fn script(&mut self, path: &str, text: &str) -> &mut Self {
+        self.file(path, text, 0o755)
+    }
+
+    /// A copy of a host file.
+    pub fn copy(&mut self, path: &str, host: &Path, mode: u32) -> &mut Self {
+        let data = fs::read(host).unwrap_or_else(|err| panic!("read {}: {err}", host.display()));
+        self.file(path, data, mode)
+    }
+
+    pub fn symlink(&mut self, path: &str, target: &str) -> &mut Self {
+        let key = Self::key(path);
+        self.parents(&key);
+        self.nodes.insert(
+            key,
+            Node::Symlink {
+                target: target.to_owned(),
+            },
+        );
+        self
+    }
+
+    pub fn char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> &mut Self {
+        let key = Self::key(path);
+        self.parents(&key);
+        self.nodes.insert(key, Node::Char { mode, major, minor });
+        self
+    }
+
+    /// Debian's static busybox at /bin/busybox with a link per applet in /bin.
+    pub fn busybox(&mut self) -> &mut Self {
+        self.copy("bin/busybox", Path::new("/bin/busybox"), 0o755);
+        let applets = Command::new("/bin/busybox")
+            .arg("--list")
+            .output()
+            .expect("busybox --list");
+        for applet in String::from_utf8_lossy(&applets.stdout).lines() {
+            if applet != "busybox" {
+                self.symlink(&format!("bin/{applet}"), "busybox");
+            }
+        }
+        self
+    }
+
+    /// Kiln: /init and /usr/bin/service, release builds.
+    pub fn kiln(&mut self) -> &mut Self {
+        self.copy("init", &release_binary("init"), 0o755);
+        self.copy("usr/bin/service", &release_binary("service"), 0o755);
+        self
+    }
+
+    /// `names` listed in /etc/modules, with their files and every dependency's, modules.dep
+    /// and modules.builtin.
+    pub fn modules(&mut self, kernel: &Kernel, names: &[&str]) -> &mut Self {
+        let base = format!("lib/modules/{}", kernel.release);
+        let dep = fs::read_to_string(kernel.modules.join("modules.dep"))
+            .unwrap_or_else(|err| panic!("read modules.dep of {}: {err}", kernel.release));
+        let mut wanted: Vec<String> = Vec::new();
+        for name in names {
+            let name = name.replace('-', "_");
+            let line = dep
+                .lines()
+                .find(|line| {
+                    line.split_once(':').is_some_and(|(file, _)| {
+                        let stem = file.rsplit('/').next().unwrap_or(file);
+                        stem.split(".ko").next() == Some(name.as_str())
+                    })
+                })
+                .unwrap_or_else(|| panic!("module {name} is not in modules.dep"));
+            let (file, deps) = line.split_once(':').unwrap_or((line, ""));
+            wanted.push(file.to_owned());
+            wanted.extend(deps.split_whitespace().map(str::to_owned));
+        }
+        for file in wanted {
+            self.copy(
+                &format!("{base}/{file}"),
+                &kernel.modules.join(&file),
+                0o644,
+            );
+        }
+        for index in ["modules.dep", "modules.builtin"] {
+            self.copy(
+                &format!("{base}/{index}"),
+                &kernel.modules.join(index),
+                0o644,
+            );
+        }
+        self.file("etc/modules", names.join("\n") + "\n", 0o644)
+    }
+
+    /// Writes the image as an uncompressed newc cpio archive.
+    pub fn write_initramfs(&self, path: &Path) -> io::Result<()> {
+        let mut out = BufWriter::new(fs::File::create(path)?);
+        for (ino, (name, node)) in (1u32..).zip(&self.nodes) {
+            let builder = newc::Builder::new(name).ino(ino).uid(0).gid(0).nlink(1);
+            out = match node {
+                Node::Dir { mode } => {
+                    let builder = builder
+                        .mode(*mode)
+                        .set_mode_file_type(ModeFileType::Directory)
+                        .nlink(2);
+                    builder.write(out, 0).finish()?
+                }
+                Node::File { data, mode } => {
+                    let size = u32::try_from(data.len()).map_err(io::Error::other)?;
+                    let mut writer = builder
+                        .mode(*mode)
+                        .set_mode_file_type(ModeFileType::Regular)
+                        .write(out, size);
+                    writer.write_all(data)?;
+                    writer.finish()?
+                }
+                Node::Symlink { target } => {
+                    let size = u32::try_from(target.len()).map_err(io::Error::other)?;
+                    let mut writer = builder
+                        .mode(0o777)
+                        .set_mode_file_type(ModeFileType::Symlink)
+                        .write(out, size);
+                    writer.write_all(target.as_bytes())?;
+                    writer.finish()?
+                }
+                Node::Char { mode, major, minor } => builder
+                    .mode(*mode)
+                    .set_mode_file_type(ModeFileType::Char)
+                    .rdev_major(*major)
+                    .rdev_minor(*minor)
+                    .write(out, 0)
+                    .finish()?,
+            };
+        }
+        newc::trailer(out)?.flush()
+    }
+}
+
+/// What a boot ended with.
+#[derive(Debug)]
+pub struct Run {
+    /// qemu's exit code: 0 after poweroff or reboot (`-no-reboot`), (V << 1) | 1 when the guest
+    /// wrote V to the isa-debug-exit port; `None` when the timeout killed it.
+    pub code: Option<i32>,
+    /// Everything the guest wrote on its serial console.
+    pub console: String,
+}
+
+impl Run {
+    /// The console lines that start with `prefix`, without it.
+    pub fn lines_after(&self, prefix: &str) -> Vec<String> {
+        self.console
+            .lines()
+            .filter_map(|line| line.trim_end_matches('\r').strip_prefix(prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Panics, showing the console, unless `text` was printed.
+    pub fn assert_printed(&self, text: &str) {
+        assert!(
+            self.console.contains(text),
+            "`{text}` not on the console:\n{}",
+            self.console
+        );
+    }
+}
+
+/// A virtual machine to boot.
+#[derive(Debug)]
+pub struct Vm {
+    kernel: Kernel,
+    dir: tempfile::TempDir,
+    disks: Vec<PathBuf>,
+    timeout: Duration,
+    memory_mb: u32,
+}
+
+impl Vm {
+    pub fn new(kernel: &Kernel) -> Self {
+        Self {
+            kernel: kernel.clone(),
+            dir: tempfile::tempdir().expect("temporary directory"),
+            disks: Vec::new(),
+            timeout: Duration::from_secs(120),
+            memory_mb: 512,
+        }
+    }
+
+    /// A raw disk image, as a virtio block device (/dev/vda, /dev/vdb, ...).
+    pub fn disk(&mut self, image: &Path) -> &mut Self {
+        self.disks.push(image.to_path_buf());
+        self
+    }
+
+    pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Boots `image` and waits until qemu exits or the timeout kills it.
+    pub fn boot(&self, image: &Image) -> Run {
+        let initrd = self.dir.path().join("initrd.img");
+        image.write_initramfs(&initrd).expect("write the initramfs");
+        let console = self.dir.path().join("console");
+        let append = format!(
+            "console=ttyS0 panic=-1 quiet tsc_early_khz={} cryptomgr.notests \
+             initcall_blacklist=init_kprobe_trace,crypto_kdf108_init rodata=off mitigations=off",
+            tsc_khz()
+        );
+        let mut command = Command::new("timeout");
+        command
+            .arg("--kill-after=5")
+            .arg(self.timeout.as_secs().to_string())
+            .arg("qemu-system-x86_64")
+            .args([
+                "-accel",
+                "tcg",
+                "-M",
+                "microvm",
+                "-no-reboot",
+                "-nodefaults",
+            ])
+            .args(["-no-user-config", "-display", "none", "-serial", "stdio"])
+            .args(["-m", &self.memory_mb.to_string()])
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
+            .arg("-kernel")
+            .arg(&self.kernel.vmlinux)
+            .arg("-initrd")
+            .arg(&initrd)
+            .args(["-append", &append]);
+        for (n, disk) in self.disks.iter().enumerate() {
+            command
+                .arg("-drive")
+                .arg(format!(
+                    "if=none,id=d{n},file={},format=raw",
+                    disk.display()
+                ))
+                .args(["-device", &format!("virtio-blk-device,drive=d{n}")]);
+        }
+        let status = command
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&console).expect("create the console file"))
+            .stderr(Stdio::inherit())
+            .status()
+            .expect("run qemu-system-x86_64 (tools/dev setup installs it)");
+        let console = String::from_utf8_lossy(&fs::read(&console).unwrap_or_default()).into_owned();
+        // timeout(1) exits 124 when it had to stop qemu, 137 when it had to kill it.
+        let code = match status.code() {
+            Some(124 | 137) | None => None,
+            Some(code) => Some(code),
+        };
+        Run { code, console }
+    }
+}
+
+/// The host's TSC frequency in kHz, from /proc/cpuinfo (microvm hangs without it).
+fn tsc_khz() -> u64 {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpuinfo
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == "cpu MHz").then(|| value.trim().parse::<f64>().ok())?
+        })
+        .map_or(2_000_000, |mhz| {
+            // A frequency in MHz fits easily; the cast only drops the fraction of a kHz.
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "positive and small"
+            )]
+            let khz = (mhz * 1000.0) as u64;
+            khz
+        })
+}
