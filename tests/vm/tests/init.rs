@@ -1,8 +1,9 @@
 //! `/init` as PID 1 of a real VM (qemu, Debian's kernel, an initramfs made here): the root moved
 //! to a tmpfs, LinuxKit's mount table, devices, hostname, limits, modules from /etc/modules,
-//! loopback; the supervisor started, killed and started again; a thousand orphans reaped; and
-//! busybox `poweroff` and `reboot` ending the VM cleanly, with a file written to an ext4
-//! virtio disk just before poweroff still there afterwards and the filesystem clean.
+//! loopback; a service container started on the relocated root (pivot_root works there); the
+//! supervisor killed and started again; a thousand orphans reaped; and busybox `poweroff` and
+//! `reboot` ending the VM cleanly, with the file a service wrote to an ext4 virtio disk still
+//! there afterwards and the filesystem clean.
 //! Runs on the host as any user that can run qemu; no test touches the host's system. A probe
 //! script in the image reports `PROBE` lines on the console and drives the scenario.
 
@@ -47,6 +48,25 @@ supervisor() {
 }
 "#;
 
+/// A service that writes to the disk bound at /disk and then sleeps; PID 1 of its pid
+/// namespace, so SIGTERM does nothing and the stop timeout ends it.
+const WRITER_CONFIG: &str = r#"{
+    "ociVersion": "1.2.0",
+    "process": {
+        "user": {"uid": 0, "gid": 0},
+        "args": ["/bin/sh", "-c", "echo from-a-service > /disk/hello; exec /bin/busybox sleep 1000"],
+        "env": ["PATH=/bin"],
+        "cwd": "/"
+    },
+    "root": {"path": "rootfs", "readonly": true},
+    "mounts": [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+        {"destination": "/disk", "type": "bind", "source": "/var/disk", "options": ["rbind", "rw"]}
+    ],
+    "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}]}
+}"#;
+
 fn boot(image: &Image, disk: Option<&std::path::Path>) -> Run {
     let kernel = Kernel::find();
     let mut vm = Vm::new(&kernel);
@@ -89,6 +109,8 @@ fn boots_sets_up_the_system_and_powers_off_with_the_disk_clean() {
     assert!(mkfs.success(), "mkfs.ext4: {mkfs}");
 
     let probe = r#"
+while [ "$(cat /var/disk/hello 2>/dev/null)" != from-a-service ]; do sleep 0.05; done
+say service wrote
 first=$(supervisor)
 say supervisor $first
 while read line; do say mountinfo $line; done < /proc/self/mountinfo
@@ -110,11 +132,32 @@ say zombies $zombies
 kill -9 $first
 second=$(supervisor $first)
 say restarted $second
-mkdir -p /var/disk && mount -t ext4 /dev/vda /var/disk && say disk mounted
-echo written-before-poweroff > /var/disk/hello
 poweroff
 "#;
-    let run = boot(&image(&kernel, probe), Some(&disk));
+    let mut image = image(&kernel, probe);
+    // The disk is mounted before the supervisor starts; a service writes to it and keeps
+    // running until the shutdown stops it.
+    image
+        .script(
+            "etc/init.d/005-disk",
+            "#!/bin/sh\nmkdir -p /var/disk && mount -t ext4 /dev/vda /var/disk && echo PROBE disk mounted\n",
+        )
+        .copy(
+            "containers/services/writer/rootfs/bin/busybox",
+            std::path::Path::new("/bin/busybox"),
+            0o755,
+        )
+        .symlink("containers/services/writer/rootfs/bin/sh", "busybox")
+        .dir("containers/services/writer/rootfs/disk", 0o755)
+        .dir("containers/services/writer/rootfs/proc", 0o755)
+        .dir("containers/services/writer/rootfs/dev", 0o755)
+        .file("containers/services/writer/config.json", WRITER_CONFIG, 0o644)
+        .file(
+            "containers/services/writer/runtime.json",
+            r#"{"stopTimeout": 1}"#,
+            0o644,
+        );
+    let run = boot(&image, Some(&disk));
     assert_eq!(
         run.code,
         Some(0),
@@ -176,6 +219,9 @@ poweroff
     assert_ne!(first, second, "a new supervisor");
     run.assert_printed("killed by SIGKILL");
     run.assert_printed("PROBE disk mounted");
+    run.assert_printed("PROBE service wrote");
+    run.assert_printed("service: writer: running, pid ");
+    run.assert_printed("service: writer: stopping with SIGTERM");
     run.assert_printed("init: SIGUSR2 received: poweroff");
     assert!(
         run.lines_after("init: ").iter().any(|l| l == "poweroff"),
@@ -198,10 +244,7 @@ poweroff
         .arg(&disk)
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&cat.stdout),
-        "written-before-poweroff\n"
-    );
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), "from-a-service\n");
 }
 
 #[test]
