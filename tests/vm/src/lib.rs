@@ -314,6 +314,7 @@ pub struct Vm {
     disks: Vec<PathBuf>,
     timeout: Duration,
     memory_mb: u32,
+    cmdline: String,
 }
 
 impl Vm {
@@ -324,12 +325,20 @@ impl Vm {
             disks: Vec::new(),
             timeout: Duration::from_secs(120),
             memory_mb: 512,
+            cmdline: String::new(),
         }
     }
 
     /// A raw disk image, as a virtio block device (/dev/vda, /dev/vdb, ...).
     pub fn disk(&mut self, image: &Path) -> &mut Self {
         self.disks.push(image.to_path_buf());
+        self
+    }
+
+    /// Adds words to the kernel command line.
+    pub fn cmdline(&mut self, words: &str) -> &mut Self {
+        self.cmdline.push(' ');
+        self.cmdline.push_str(words);
         self
     }
 
@@ -345,8 +354,9 @@ impl Vm {
         let console = self.dir.path().join("console");
         let append = format!(
             "console=ttyS0 panic=-1 quiet tsc_early_khz={} cryptomgr.notests \
-             initcall_blacklist=init_kprobe_trace,crypto_kdf108_init rodata=off mitigations=off",
-            tsc_khz()
+             initcall_blacklist=init_kprobe_trace,crypto_kdf108_init rodata=off mitigations=off{}",
+            tsc_khz(),
+            self.cmdline
         );
         let mut command = Command::new("timeout");
         command

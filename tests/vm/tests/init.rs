@@ -68,9 +68,13 @@ const WRITER_CONFIG: &str = r#"{
 }"#;
 
 fn boot(image: &Image, disk: Option<&std::path::Path>) -> Run {
+    boot_with(image, disk, "")
+}
+
+fn boot_with(image: &Image, disk: Option<&std::path::Path>, cmdline: &str) -> Run {
     let kernel = Kernel::find();
     let mut vm = Vm::new(&kernel);
-    vm.timeout(Duration::from_secs(150));
+    vm.timeout(Duration::from_secs(150)).cmdline(cmdline);
     if let Some(disk) = disk {
         vm.disk(disk);
     }
@@ -122,6 +126,7 @@ say var-run $(readlink /var/run)
 say modes $(stat -c %a /tmp /var/tmp /var/log /dev/shm)
 say resolv $(test -f /run/resolvconf/resolv.conf && echo made)
 say modules $(test -d /sys/module/virtio_blk && echo virtio_blk)
+say kmsg $(dmesg | grep -c 'init: started /usr/bin/service system-init')
 i=0; while [ $i -lt 1000 ]; do (true &); i=$((i+1)); done
 zombies=1; tries=0
 while [ $zombies -gt 0 ] && [ $tries -lt 100 ]; do
@@ -213,6 +218,11 @@ poweroff
     assert_eq!(run.lines_after("PROBE var-run "), ["/run"]);
     assert_eq!(run.lines_after("PROBE resolv "), ["made"]);
     assert_eq!(run.lines_after("PROBE modules "), ["virtio_blk"]);
+    assert_eq!(
+        run.lines_after("PROBE kmsg "),
+        ["1"],
+        "init's lines in the kernel log"
+    );
     assert_eq!(run.lines_after("PROBE zombies "), ["0"], "{}", run.console);
     let first = &run.lines_after("PROBE supervisor ")[0];
     let second = &run.lines_after("PROBE restarted ")[0];
@@ -250,11 +260,11 @@ poweroff
 #[test]
 fn reboot_from_a_shell_ends_the_vm() {
     let kernel = Kernel::find();
-    let run = boot(
-        &image(&kernel, "supervisor > /dev/null; say rebooting; reboot"),
-        None,
-    );
+    let mut image = image(&kernel, "supervisor > /dev/null; say rebooting; reboot");
+    image.script("etc/init.d/020-fails", "#!/bin/sh\nexit 3\n");
+    let run = boot(&image, None);
     assert_eq!(run.code, Some(0), "{}", run.console);
+    run.assert_printed("init: /etc/init.d/020-fails: exited with status 3");
     run.assert_printed("PROBE rebooting");
     run.assert_printed("init: SIGTERM received: reboot");
     assert!(
@@ -262,4 +272,40 @@ fn reboot_from_a_shell_ends_the_vm() {
         "{}",
         run.console
     );
+}
+
+#[test]
+fn ctrl_alt_del_reboots_and_cgroup_v1_is_mounted_on_request() {
+    let kernel = Kernel::find();
+    let probe = r#"
+supervisor > /dev/null
+while read line; do say mountinfo $line; done < /proc/self/mountinfo
+kill -INT 1
+"#;
+    let run = boot_with(
+        &image(&kernel, probe),
+        None,
+        "linuxkit.unified_cgroup_hierarchy=0",
+    );
+    assert_eq!(run.code, Some(0), "{}", run.console);
+    run.assert_printed("init: SIGINT received: reboot");
+    let mounts = mounts(&run);
+    let cgroup = |point: &str| {
+        mounts
+            .iter()
+            .find(|m| m.0 == point)
+            .unwrap_or_else(|| panic!("{point} is not mounted: {mounts:?}"))
+            .clone()
+    };
+    assert_eq!(cgroup("/sys/fs/cgroup").2, "tmpfs");
+    for (point, option) in [
+        ("/sys/fs/cgroup/memory", "memory"),
+        ("/sys/fs/cgroup/cpu", "cpu"),
+        ("/sys/fs/cgroup/pids", "pids"),
+        ("/sys/fs/cgroup/systemd", "name=systemd"),
+    ] {
+        let mount = cgroup(point);
+        assert_eq!(mount.2, "cgroup", "{point}: {mount:?}");
+        assert!(mount.3.contains(option), "{point}: {mount:?}");
+    }
 }
