@@ -98,27 +98,23 @@ pub fn run(action: Action, supervisor: &mut Supervisor, signals: &Signals, syste
     }
 }
 
-/// SIGTERM to the supervisor, then waits for it (SIGKILL past the deadline).
+/// SIGTERM to the supervisor, then waits for it (SIGKILL past the deadline, after which the
+/// wait has none: SIGKILL cannot be ignored).
 fn stop_supervisor(pid: Pid, supervisor: &mut Supervisor, signals: &Signals) {
     if let Err(err) = kill(pid, Signal::SIGTERM) {
         say!("signal the supervisor (pid {pid}): {err}");
     }
-    let deadline = Instant::now() + SUPERVISOR_DEADLINE;
+    let mut deadline = Some(Instant::now() + SUPERVISOR_DEADLINE);
     while supervisor.pid().is_some() {
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|at| Instant::now() >= at) {
             say!(
                 "the supervisor is still running after {}s: killing it",
                 SUPERVISOR_DEADLINE.as_secs()
             );
             let _ = kill(pid, Signal::SIGKILL);
-            // SIGKILL cannot be ignored; wait for it without a deadline.
-            while supervisor.pid().is_some() {
-                let _ = signals.wait(None);
-                reap_noting(supervisor);
-            }
-            return;
+            deadline = None;
         }
-        let _ = signals.wait(Some(deadline));
+        let _ = signals.wait(deadline);
         reap_noting(supervisor);
     }
 }

@@ -164,7 +164,7 @@ impl Daemon {
         oneshot::run_section(Section::Onshutdown, &paths, &self.helper).await;
         self.stop_all(&mut chld).await;
         // The boot is over: a supervisor started after this clean stop begins again.
-        let _ = fs::remove_file(self.helper.runtime().root().join(BOOTED_MARKER));
+        let _ = fs::remove_file(self.booted_marker());
         self.events.line("all services stopped");
         ExitCode::SUCCESS
     }
@@ -173,7 +173,7 @@ impl Daemon {
     /// clean shutdown, to be restarted by init) has done them at this boot: the marker lives
     /// under the runtime's state root, on /run, and a clean shutdown removes it.
     async fn boot_once(&mut self) {
-        let marker = self.helper.runtime().root().join(BOOTED_MARKER);
+        let marker = self.booted_marker();
         if marker.exists() {
             self.events
                 .line("volumes and onboot already ran at this boot: not running them again");
@@ -192,6 +192,10 @@ impl Daemon {
                 marker.display()
             ));
         }
+    }
+
+    fn booted_marker(&self) -> PathBuf {
+        self.helper.runtime().root().join(BOOTED_MARKER)
     }
 
     fn oneshot_paths(&self, section: Section) -> oneshot::Paths {
@@ -313,6 +317,12 @@ impl Daemon {
             let before = service.lifecycle.state();
             let actions = service.lifecycle.handle(event, Instant::now());
             let after = service.lifecycle.state();
+            if let Event::Exited(exit) = event {
+                // A run that ended on its own and failed: its last lines are reported.
+                if before != after && before != State::Stopping && !exit.success() {
+                    service.report_output = true;
+                }
+            }
             self.log_event(&name, event, before, after);
             for action in actions {
                 if let Some(event) = self.act(&name, action).await {
@@ -341,15 +351,8 @@ impl Daemon {
             _ if before != after && after == State::Stopped => format!("{name}: stopped"),
             _ => return,
         };
-        if let Event::Exited(exit) = event {
-            if after == State::Stopped {
-                line.push_str("; stopped");
-            }
-            if before != State::Stopping && !exit.success() {
-                if let Some(service) = self.services.get_mut(name) {
-                    service.report_output = true;
-                }
-            }
+        if matches!(event, Event::Exited(_)) && after == State::Stopped {
+            line.push_str("; stopped");
         }
         self.events.line(&line);
     }
@@ -455,12 +458,13 @@ impl Daemon {
         if let Some(file) = &ready_file {
             let _ = fs::remove_file(file);
         }
-        let notify = match runtime.ready.as_ref().is_some_and(|ready| ready.notify) {
-            true => Some(
+        let notify = if runtime.ready.as_ref().is_some_and(|ready| ready.notify) {
+            Some(
                 notify::Socket::bind(&self.config.notify_dir.join(name))
                     .map_err(|err| (format!("ready.notify: {err}"), false))?,
-            ),
-            false => None,
+            )
+        } else {
+            None
         };
         let options = HelperOptions {
             notify_socket: notify.as_ref().map(|socket| socket.path().to_owned()),
@@ -508,8 +512,11 @@ impl Daemon {
         let Some(service) = self.services.get_mut(name) else {
             return;
         };
+        // Copy tasks not awaited go on by themselves until their pipes end.
         let copies = std::mem::take(&mut service.output);
-        let report = std::mem::take(&mut service.report_output);
+        if !std::mem::take(&mut service.report_output) {
+            return;
+        }
         let (ring, from) = (service.ring.clone(), service.run_from);
         let read_all = async {
             for copy in copies {
@@ -517,10 +524,8 @@ impl Daemon {
             }
         };
         let _ = tokio::time::timeout(OUTPUT_GRACE, read_all).await;
-        if report {
-            for line in ring.last(REPORTED_LINES, from) {
-                self.events.line(&format!("{name}: output: {line}"));
-            }
+        for line in ring.last(REPORTED_LINES, from) {
+            self.events.line(&format!("{name}: output: {line}"));
         }
     }
 
