@@ -363,12 +363,7 @@ impl Runtime {
 
 /// Ids name directories: no separators, no dot-names, nothing that could escape the root.
 fn check_id(id: &str) -> Result<(), Error> {
-    let valid = !id.is_empty()
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'));
-    if valid {
+    if spec::layout::is_valid_id(id) {
         Ok(())
     } else {
         Err(Error::InvalidId { id: id.to_owned() })

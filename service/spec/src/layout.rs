@@ -137,6 +137,16 @@ impl Volume {
 }
 
 /// One bundle directory: `config.json`, `runtime.json`, and `rootfs/` (read-only image) or
+/// Whether `id` can name a container (and so a bundle directory): letters, digits, `.`, `_`,
+/// `-` and `+`, not empty and not starting with `.`, so that it cannot escape its directory.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
+}
+
 /// `lower/` + `tmp/` + `rootfs/` (writable: an overlay is mounted on rootfs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {

@@ -1,0 +1,42 @@
+//! Kiln's host tool as a library: the manifest model, its checks, and (in later parts) the
+//! build. `kiln validate` is [`load`] followed by printing the report.
+//! Runs in: `kiln` on the build host. Reads the files it is given and changes nothing.
+#![forbid(unsafe_code)]
+
+pub mod check;
+pub mod decode;
+pub mod defaults;
+pub mod diagnostic;
+pub mod document;
+pub mod image;
+pub mod manifest;
+pub mod mounts;
+pub mod process;
+pub mod reference;
+
+pub use diagnostic::{Diagnostic, Report};
+pub use manifest::Manifest;
+
+/// A manifest's text and the name it is reported under.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub name: String,
+    pub text: String,
+}
+
+/// Parses every input, merges them in order and checks the result; the report holds every
+/// problem found (empty when the manifest is valid), in file order and then line order.
+pub fn load(inputs: &[Input]) -> (Manifest, Report) {
+    let mut report = Report::default();
+    let mut merged = Manifest::default();
+    for input in inputs {
+        let manifest = manifest::parse(&mut report, &input.name, &input.text);
+        merged.merge(manifest);
+    }
+    check::check(&merged, &mut report);
+    let order = |file: &str| inputs.iter().position(|input| input.name == file);
+    report
+        .diagnostics
+        .sort_by_key(|diagnostic| (order(&diagnostic.file), diagnostic.line));
+    (merged, report)
+}
