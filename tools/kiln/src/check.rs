@@ -108,7 +108,10 @@ impl<'m> Checker<'m, '_> {
             self.report.at(
                 origin,
                 &field("name"),
-                format!("`{name}` is already the name of {}", self.describe(&first)),
+                format!(
+                    "`{name}` is already the name of {}",
+                    self.report.describe(&first)
+                ),
             );
         }
         if !volume.image.is_empty() {
@@ -133,17 +136,6 @@ impl<'m> Checker<'m, '_> {
                 );
             }
         }
-    }
-
-    /// "services[2] (m.yml:14)", to point at the other party of a conflict.
-    fn describe(&self, origin: &Origin) -> String {
-        let doc = &self.report.documents[origin.document];
-        format!(
-            "{} ({}:{})",
-            origin.path,
-            doc.name,
-            doc.root.find(&origin.path).line
-        )
     }
 
     fn image(&mut self, section: &str, image: &'m Image) {
@@ -177,12 +169,7 @@ impl<'m> Checker<'m, '_> {
                 self.report.at(origin, &field(key).index(i), message);
             }
         }
-        for key in ["binds", "binds.add"] {
-            let list = if key == "binds" {
-                &config.binds
-            } else {
-                &config.binds_add
-            };
+        for (key, list) in [("binds", &config.binds), ("binds.add", &config.binds_add)] {
             for (i, text) in list.iter().flatten().enumerate() {
                 let at = field(key).index(i);
                 match Bind::parse(text) {
@@ -285,12 +272,10 @@ impl<'m> Checker<'m, '_> {
                 );
             }
         }
-        for key in ["maskedPaths", "readonlyPaths"] {
-            let list = if key == "maskedPaths" {
-                &config.masked_paths
-            } else {
-                &config.readonly_paths
-            };
+        for (key, list) in [
+            ("maskedPaths", &config.masked_paths),
+            ("readonlyPaths", &config.readonly_paths),
+        ] {
             for (i, path) in list.iter().flatten().enumerate() {
                 if !path.starts_with('/') {
                     self.report.at(
@@ -381,7 +366,7 @@ impl<'m> Checker<'m, '_> {
         let mut seen: HashMap<&str, &Origin> = HashMap::new();
         for service in services.iter().filter(|s| !s.name.is_empty()) {
             if let Some(first) = seen.insert(&service.name, &service.origin) {
-                let first = self.describe(first);
+                let first = self.report.describe(first);
                 self.report.at(
                     &service.origin,
                     &field("name"),
@@ -415,19 +400,15 @@ impl<'m> Checker<'m, '_> {
         for service in &manifest.services {
             for (i, name) in depends_on(service).iter().enumerate() {
                 let at = field("runtime").key("dependsOn").index(i);
-                if others.contains(name.as_str()) && !services.contains_key(name.as_str()) {
-                    self.report.at(
-                        &service.origin,
-                        &at,
-                        format!("`{name}` is not a service; onboot containers have all run before any service starts"),
-                    );
-                } else if !services.contains_key(name.as_str()) {
-                    self.report.at(
-                        &service.origin,
-                        &at,
-                        format!("no service is named `{name}`"),
-                    );
+                if services.contains_key(name.as_str()) {
+                    continue;
                 }
+                let message = if others.contains(name.as_str()) {
+                    format!("`{name}` is not a service; onboot containers have all run before any service starts")
+                } else {
+                    format!("no service is named `{name}`")
+                };
+                self.report.at(&service.origin, &at, message);
             }
         }
         // Depth-first search; a cycle is reported once, at the service where it is first seen.

@@ -19,7 +19,7 @@ pub struct Decoder<'a> {
 struct Failure {
     path: FieldPath,
     message: String,
-    /// The field that is not known, when that is the problem.
+    /// The field that is not known, when that is the problem; `path` is then its parent.
     unknown: Option<String>,
 }
 
@@ -56,11 +56,12 @@ impl Decoder<'_> {
             if skip.contains(&name.as_str()) {
                 continue;
             }
+            let json = value.to_json();
             let single: serde_json::Map<_, _> =
-                [(name.clone(), value.to_json())].into_iter().collect();
+                [(name.clone(), json.clone())].into_iter().collect();
             let decoded = deserialize::<T>(single.into());
             if self.keep(node, path, decoded).is_some() {
-                good.insert(name, value.to_json());
+                good.insert(name, json);
             }
         }
         // Every field decoded on its own, so together they do too.
@@ -86,17 +87,14 @@ impl Decoder<'_> {
     }
 
     fn report_failure(&mut self, node: &Node, path: &FieldPath, failure: Failure) {
-        let full = path.join(&failure.path);
-        let line = match &failure.unknown {
-            Some(key) => {
-                let parent = node.find(&failure.path);
-                parent.key_line(key).unwrap_or(parent.line)
-            }
-            None => node.find(&failure.path).line,
-        };
-        let full = match &failure.unknown {
-            Some(key) if full.0.last() != Some(&Step::Key(key.clone())) => full.key(key.clone()),
-            _ => full,
+        // For an unknown key, `failure.path` is its parent; the key is reported where it is written.
+        let found = node.find(&failure.path);
+        let (line, full) = match failure.unknown {
+            Some(key) => (
+                found.key_line(&key).unwrap_or(found.line),
+                path.join(&failure.path).key(key),
+            ),
+            None => (found.line, path.join(&failure.path)),
         };
         self.report
             .error_at_line(self.document, line, &full, failure.message);

@@ -62,9 +62,15 @@ pub struct Report {
 impl Report {
     /// Records a problem at `path` in document `document`.
     pub fn error(&mut self, document: usize, path: &FieldPath, message: impl Into<String>) {
-        let doc = &self.documents[document];
-        let line = doc.root.find(path).line;
+        let line = self.documents[document].root.find(path).line;
         self.error_at_line(document, line, path, message);
+    }
+
+    /// An entry named for a message about a conflict with it: `services[2] (m.yml:14)`.
+    pub fn describe(&self, origin: &Origin) -> String {
+        let doc = &self.documents[origin.document];
+        let line = doc.root.find(&origin.path).line;
+        format!("{} ({}:{line})", origin.path, doc.name)
     }
 
     /// Records a problem at a known line.

@@ -4,6 +4,7 @@
 //! overridden by later files), as `linuxkit build` does.
 //! Runs in: `kiln` on the build host. Pure.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::decode::Decoder;
@@ -126,26 +127,25 @@ const SECTIONS: [&str; 8] = [
 /// Parses `text` (named `name` in messages) as one manifest, adding its document and every
 /// problem to `report`. What decodes is kept, so later checks see as much as possible.
 pub fn parse(report: &mut Report, name: &str, text: &str) -> Manifest {
-    let root = match document::parse(text) {
-        Ok(root) => root,
-        Err(err) => {
-            report.documents.push(Document {
-                name: name.to_owned(),
-                root: Node {
-                    line: err.line,
-                    value: Value::Null,
-                },
-            });
-            let index = report.documents.len() - 1;
-            report.error_at_line(index, err.line, &FieldPath::root(), err.message);
-            return Manifest::default();
-        }
+    let (root, syntax_error) = match document::parse(text) {
+        Ok(root) => (root, None),
+        Err(err) => (
+            Node {
+                line: err.line,
+                value: Value::Null,
+            },
+            Some(err),
+        ),
     };
     report.documents.push(Document {
         name: name.to_owned(),
         root: root.clone(),
     });
     let document = report.documents.len() - 1;
+    if let Some(err) = syntax_error {
+        report.error_at_line(document, err.line, &FieldPath::root(), err.message);
+        return Manifest::default();
+    }
     let mut decoder = Decoder { report, document };
     decode_manifest(&mut decoder, &root)
 }
@@ -183,13 +183,7 @@ fn decode_manifest(d: &mut Decoder<'_>, root: &Node) -> Manifest {
                 }
             }
             "volumes" => {
-                for (i, item) in items(d, node, &path) {
-                    let at = path.index(i);
-                    if let Some(mut volume) = d.fields::<Volume>(item, &at, &[]) {
-                        volume.origin = d.origin(&at);
-                        manifest.volumes.push(volume);
-                    }
-                }
+                manifest.volumes = list_entries(d, node, &path, |v: &mut Volume| &mut v.origin)
             }
             "onboot" | "onshutdown" | "services" => {
                 let mut images = Vec::new();
@@ -204,15 +198,7 @@ fn decode_manifest(d: &mut Decoder<'_>, root: &Node) -> Manifest {
                     _ => manifest.services = images,
                 }
             }
-            "files" => {
-                for (i, item) in items(d, node, &path) {
-                    let at = path.index(i);
-                    if let Some(mut file) = d.fields::<File>(item, &at, &[]) {
-                        file.origin = d.origin(&at);
-                        manifest.files.push(file);
-                    }
-                }
-            }
+            "files" => manifest.files = list_entries(d, node, &path, |f: &mut File| &mut f.origin),
             "trust" => {
                 d.fields::<Trust>(node, &path, &[]);
             }
@@ -244,6 +230,25 @@ fn items<'n>(d: &mut Decoder<'_>, node: &'n Node, path: &FieldPath) -> Vec<(usiz
             Vec::new()
         }
     }
+}
+
+/// The entries of a list section whose items are plain mappings (volumes, files), each with
+/// its origin set.
+fn list_entries<T: DeserializeOwned>(
+    d: &mut Decoder<'_>,
+    node: &Node,
+    path: &FieldPath,
+    origin: fn(&mut T) -> &mut Origin,
+) -> Vec<T> {
+    let mut decoded = Vec::new();
+    for (i, item) in items(d, node, path) {
+        let at = path.index(i);
+        if let Some(mut entry) = d.fields::<T>(item, &at, &[]) {
+            *origin(&mut entry) = d.origin(&at);
+            decoded.push(entry);
+        }
+    }
+    decoded
 }
 
 /// An entry of onboot, onshutdown or services: `name` and `image` (both required) and the
