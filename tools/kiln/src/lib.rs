@@ -3,16 +3,21 @@
 //! Runs in: `kiln` on the build host. Reads the files it is given and changes nothing.
 #![forbid(unsafe_code)]
 
+pub mod archive;
 pub mod check;
 pub mod decode;
 pub mod defaults;
 pub mod diagnostic;
 pub mod document;
+pub mod fstree;
 pub mod image;
+pub mod layer;
 pub mod manifest;
 pub mod mounts;
+pub mod oci_layout;
 pub mod process;
 pub mod reference;
+pub mod source;
 
 pub use diagnostic::{Diagnostic, Report};
 pub use manifest::Manifest;

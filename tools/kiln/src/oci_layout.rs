@@ -1,0 +1,142 @@
+//! Writing images into an OCI image layout directory: the local cache `kiln pkg build` fills
+//! and the layouts tests build their images in. Blobs are named by digest and written once;
+//! layers are gzip tars written from a [`Tree`] (reproducible: same tree, same digest);
+//! `index.json` names each image by `org.opencontainers.image.ref.name` and is replaced
+//! atomically, a new image of the same name replacing the old entry.
+//! Runs in: `kiln` on the build host. Writes only below the layout directory.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use oci_spec::image::{
+    Arch, Config, Descriptor, Digest, ImageConfiguration, ImageIndex, ImageManifestBuilder,
+    MediaType, Os, RootFs, SCHEMA_VERSION,
+};
+
+use crate::archive;
+use crate::fstree::Tree;
+use crate::source::sha256;
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// An OCI image layout directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    dir: PathBuf,
+}
+
+impl Layout {
+    /// Opens the layout at `dir`, creating the directory and its `oci-layout` marker if needed.
+    pub fn create(dir: &Path) -> Result<Self> {
+        let blobs = dir.join("blobs/sha256");
+        fs::create_dir_all(&blobs).with_context(|| format!("cannot create {}", blobs.display()))?;
+        let marker = dir.join("oci-layout");
+        if !marker.exists() {
+            write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stores `bytes` as a blob and returns its descriptor.
+    pub fn put_blob(&self, bytes: &[u8], media_type: MediaType) -> Result<Descriptor> {
+        let digest = sha256(bytes);
+        let hex = digest.trim_start_matches("sha256:");
+        let path = self.dir.join("blobs/sha256").join(hex);
+        if !path.exists() {
+            write_atomic(&path, bytes)?;
+        }
+        let digest = Digest::try_from(digest.as_str()).context("a sha256 digest")?;
+        Ok(Descriptor::new(media_type, bytes.len() as u64, digest))
+    }
+
+    /// Stores an image made of `layers` (each a tree written as one gzip layer) and
+    /// `config`, names it `name` in the index and returns its manifest's descriptor.
+    pub fn put_image(&self, name: &str, layers: &[Tree], config: Config) -> Result<Descriptor> {
+        let mut descriptors = Vec::new();
+        let mut diff_ids = Vec::new();
+        for layer in layers {
+            let tar = archive::write_tar(layer, Vec::new()).context("cannot write a layer")?;
+            diff_ids.push(sha256(&tar));
+            let mut gzip =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gzip.write_all(&tar).context("cannot compress a layer")?;
+            let gzip = gzip.finish().context("cannot compress a layer")?;
+            descriptors.push(self.put_blob(&gzip, MediaType::ImageLayerGzip)?);
+        }
+        let mut rootfs = RootFs::default();
+        rootfs.set_diff_ids(diff_ids);
+        let mut image = ImageConfiguration::default();
+        image
+            .set_architecture(Arch::Amd64)
+            .set_os(Os::Linux)
+            .set_rootfs(rootfs)
+            .set_config(Some(config));
+        let image = serde_json::to_vec(&image).context("cannot write the image config")?;
+        let config = self.put_blob(&image, MediaType::ImageConfig)?;
+        let manifest = ImageManifestBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .media_type(MediaType::ImageManifest)
+            .config(config)
+            .layers(descriptors)
+            .build()
+            .context("cannot make the manifest")?;
+        let manifest = serde_json::to_vec(&manifest).context("cannot write the manifest")?;
+        let mut descriptor = self.put_blob(&manifest, MediaType::ImageManifest)?;
+        descriptor.set_annotations(Some([(REF_NAME.to_owned(), name.to_owned())].into()));
+        self.name(descriptor.clone())?;
+        Ok(descriptor)
+    }
+
+    /// Adds `descriptor` to index.json, replacing an entry with the same ref name.
+    fn name(&self, descriptor: Descriptor) -> Result<()> {
+        let path = self.dir.join("index.json");
+        let mut index = if path.exists() {
+            ImageIndex::from_file(&path)
+                .with_context(|| format!("{} is not an image index", path.display()))?
+        } else {
+            ImageIndex::default()
+        };
+        let name = |entry: &Descriptor| {
+            entry
+                .annotations()
+                .as_ref()
+                .and_then(|annotations| annotations.get(REF_NAME).cloned())
+        };
+        let new_name = name(&descriptor);
+        let mut manifests: Vec<Descriptor> = index
+            .manifests()
+            .iter()
+            .filter(|entry| name(entry) != new_name)
+            .cloned()
+            .collect();
+        manifests.push(descriptor);
+        manifests.sort_by_key(|entry| name(entry).unwrap_or_default());
+        index.set_manifests(manifests);
+        let text = serde_json::to_vec_pretty(&index).context("cannot write index.json")?;
+        write_atomic(&path, &text)
+    }
+}
+
+/// Writes `bytes` to a temporary file next to `path` and renames it into place.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // Readable by everyone, like any file the user would create: the cache may be shared.
+    file.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
