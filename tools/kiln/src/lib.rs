@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod check;
+pub mod container;
 pub mod decode;
 pub mod defaults;
 pub mod diagnostic;
