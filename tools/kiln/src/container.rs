@@ -511,7 +511,11 @@ fn expand_capabilities(field: &str, list: Vec<String>) -> Result<Vec<Capability>
 }
 
 /// A uid or gid: a number, `root` or empty for 0, or a container's allocated id.
-fn numeric_id(field: &str, id: Option<&Id>, ids: &BTreeMap<String, u32>) -> Result<u32, String> {
+pub fn numeric_id(
+    field: &str,
+    id: Option<&Id>,
+    ids: &BTreeMap<String, u32>,
+) -> Result<u32, String> {
     match id {
         None => Ok(0),
         Some(Id::Number(number)) => Ok(*number),

@@ -1,9 +1,12 @@
-//! Kiln's host tool as a library: the manifest model, its checks, and (in later parts) the
-//! build. `kiln validate` is [`load`] followed by printing the report.
-//! Runs in: `kiln` on the build host. Reads the files it is given and changes nothing.
+//! Kiln's host tool as a library: the manifest model and its checks (`kiln validate` is
+//! [`load`] followed by printing the report), and the build: local images read
+//! ([`source`]), entries converted ([`container`]), the root filesystem assembled
+//! ([`assemble`]) and written out ([`output`]).
+//! Runs in: `kiln` on the build host. Writes only the outputs it is asked for.
 #![forbid(unsafe_code)]
 
 pub mod archive;
+pub mod assemble;
 pub mod check;
 pub mod container;
 pub mod decode;
@@ -12,10 +15,13 @@ pub mod diagnostic;
 pub mod document;
 pub mod fstree;
 pub mod image;
+pub mod initrd;
+pub mod label;
 pub mod layer;
 pub mod manifest;
 pub mod mounts;
 pub mod oci_layout;
+pub mod output;
 pub mod process;
 pub mod reference;
 pub mod source;

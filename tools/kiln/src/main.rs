@@ -1,12 +1,15 @@
 //! `kiln`: the host tool. `kiln validate FILE.yml...` checks manifests without fetching
-//! anything and reports every problem with its file, line and field.
+//! anything and reports every problem with its file, line and field; `kiln build` turns them
+//! into an image (a tar, or kernel+initrd).
 //! Runs in: a user's shell on the build host.
 
-use std::io::{self, Read};
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kiln::{defaults, Input};
+use kiln::output::{self, Format};
+use kiln::{assemble, defaults, source, Input};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,13 +37,109 @@ enum Command {
         #[arg(required = true, value_name = "FILE.yml")]
         files: Vec<String>,
     },
+    /// Build an image from manifests (merged in order). Images come from local OCI layouts
+    /// and archives (`oci:`, `oci-archive:`, `docker-archive:`) or the local cache.
+    Build {
+        /// The directory the outputs are written to.
+        #[arg(short = 'o', long = "dir", default_value = ".", value_name = "DIR")]
+        dir: PathBuf,
+        /// The outputs' base name (default: the first manifest's name without .yml).
+        #[arg(long)]
+        name: Option<String>,
+        /// `kernel+initrd` (NAME-kernel, NAME-initrd.img, NAME-cmdline) or `tar` (NAME.tar).
+        #[arg(short, long, default_value = "kernel+initrd", value_parser = Format::parse)]
+        format: Format,
+        /// The local image cache (default: $KILN_CACHE, else ~/.cache/kiln/images).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Manifest files; `-` reads standard input.
+        #[arg(required = true, value_name = "FILE.yml")]
+        files: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { json, print, files } => validate(&files, json, print),
+        Command::Build {
+            dir,
+            name,
+            format,
+            cache,
+            files,
+        } => build(&files, &dir, name, format, cache),
     }
+}
+
+fn build(
+    files: &[String],
+    dir: &Path,
+    name: Option<String>,
+    format: Format,
+    cache: Option<PathBuf>,
+) -> ExitCode {
+    let mut inputs = Vec::new();
+    for file in files {
+        match read(file) {
+            Ok(input) => inputs.push(input),
+            Err(err) => {
+                eprintln!("{file}: cannot read: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let (manifest, report) = kiln::load(&inputs);
+    if !report.diagnostics.is_empty() {
+        for diagnostic in &report.diagnostics {
+            eprintln!("{diagnostic}");
+        }
+        eprintln!("kiln: the manifest is not valid; nothing was built");
+        return ExitCode::FAILURE;
+    }
+    let name = name.unwrap_or_else(|| default_name(&files[0]));
+    let cache = cache.unwrap_or_else(source::default_cache);
+    let terminal = io::stderr().is_terminal();
+    let mut progress = |image: &str, done: usize, total: usize| {
+        if terminal {
+            eprint!("\runpacking {image}: layer {done}/{total}");
+            if done == total {
+                eprintln!();
+            }
+            let _ = io::stderr().flush();
+        }
+    };
+    let result = assemble::assemble(&manifest, &report, &cache, &mut progress)
+        .and_then(|assembly| output::write(&assembly, dir, &name, format));
+    match result {
+        Ok(written) => {
+            if terminal {
+                for path in written {
+                    eprintln!("wrote {}", path.display());
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("kiln build: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The first manifest's file name without `.yml`/`.yaml`; `kiln` for standard input.
+fn default_name(file: &str) -> String {
+    if file == "-" {
+        return "kiln".into();
+    }
+    let base = Path::new(file)
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "kiln".into());
+    base.strip_suffix(".yml")
+        .or_else(|| base.strip_suffix(".yaml"))
+        .unwrap_or(&base)
+        .to_owned()
 }
 
 fn validate(files: &[String], json: bool, print: bool) -> ExitCode {

@@ -28,6 +28,20 @@ pub const ARCHITECTURE: &str = "amd64";
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// The local cache: `$KILN_CACHE`, else `$XDG_CACHE_HOME/kiln/images`, else
+/// `~/.cache/kiln/images`.
+pub fn default_cache() -> PathBuf {
+    if let Some(dir) = std::env::var_os("KILN_CACHE").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    base.join("kiln/images")
+}
+
 /// An image read into memory: its config (entrypoint, cmd, env, working dir, labels) and its
 /// root filesystem with every layer applied.
 #[derive(Debug, Clone)]

@@ -1,0 +1,452 @@
+//! `kiln build` end to end on local images: the layout of the root filesystem, the bundles'
+//! config.json and runtime.json, image sharing, volumes, files, kernel+initrd, reproducible
+//! bytes, and failures that write nothing.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiln::fstree::{Kind, Node, Tree};
+use kiln::oci_layout::Layout;
+use oci_spec::image::Config;
+use serde_json::{json, Value};
+
+fn file(tree: &mut Tree, path: &str, text: &str) {
+    tree.put(path, Node::file(text.as_bytes(), 0o644));
+}
+
+fn config(entrypoint: &[&str], label: Option<Value>) -> Config {
+    let mut config = Config::default();
+    config.set_entrypoint(Some(entrypoint.iter().map(|s| (*s).to_owned()).collect()));
+    config.set_env(Some(vec!["PATH=/bin".into()]));
+    if let Some(label) = label {
+        config.set_labels(Some(
+            [("org.mobyproject.config".to_owned(), label.to_string())].into(),
+        ));
+    }
+    config
+}
+
+/// Writes the images a test manifest uses into `dir`.
+fn images(dir: &Path) {
+    let mut init = Tree::new();
+    file(&mut init, "bin/busybox", "busybox");
+    assert!(init.link("bin/sh", "bin/busybox"));
+    file(&mut init, "etc/resolv.conf", "nameserver 1.1.1.1\n");
+    file(&mut init, "etc/hostname", "builder\n");
+    file(&mut init, ".dockerenv", "");
+    file(&mut init, "lib/apk/db/installed", "P:busybox\n");
+    let mut console = Node::dir(0o600);
+    console.kind = Kind::Char { major: 5, minor: 1 };
+    init.put("dev/console", console);
+    Layout::create(&dir.join("init"))
+        .expect("layout")
+        .put_image("init", &[init], config(&["/bin/sh"], None))
+        .expect("init image");
+
+    let mut other_init = Tree::new();
+    file(&mut other_init, "lib/apk/db/installed", "P:musl\n");
+    file(&mut other_init, "etc/motd", "welcome\n");
+    Layout::create(&dir.join("init2"))
+        .expect("layout")
+        .put_image("init2", &[other_init], Config::default())
+        .expect("init2 image");
+
+    let mut modules = Tree::new();
+    file(
+        &mut modules,
+        "lib/modules/6.1.0/kernel/fs/ext4.ko",
+        "module",
+    );
+    let modules = kiln::archive::write_tar(&modules, Vec::new()).expect("modules tar");
+    let mut kernel = Tree::new();
+    file(&mut kernel, "kernel", "vmlinux bytes");
+    kernel.put("kernel.tar", Node::file(modules, 0o644));
+    Layout::create(&dir.join("kernel"))
+        .expect("layout")
+        .put_image("kernel", &[kernel], Config::default())
+        .expect("kernel image");
+
+    let mut tool = Tree::new();
+    file(&mut tool, "bin/tool", "tool");
+    file(&mut tool, "etc/hosts", "10.0.0.1 builder\n");
+    Layout::create(&dir.join("tool"))
+        .expect("layout")
+        .put_image("tool", &[tool], config(&["/bin/tool"], None))
+        .expect("tool image");
+
+    let mut getty = Tree::new();
+    file(&mut getty, "sbin/getty", "getty");
+    let label = json!({
+        "pid": "host",
+        "binds": ["/dev:/dev", "/etc/profile:/etc/profile:ro"],
+        "capabilities": ["CAP_SYS_ADMIN"],
+        "readonly": true,
+    });
+    Layout::create(&dir.join("getty"))
+        .expect("layout")
+        .put_image("getty", &[getty], config(&["/sbin/getty"], Some(label)))
+        .expect("getty image");
+}
+
+const MANIFEST: &str = r#"kernel:
+  image: oci:kernel
+  cmdline: "console=ttyS0 quiet"
+init:
+  - oci:init
+  - oci:init2
+volumes:
+  - name: data
+    image: oci:tool
+  - name: blank
+onboot:
+  - name: first
+    image: oci:tool
+    binds: [data:/data]
+  - name: second
+    image: oci:tool
+    command: [/bin/tool, again]
+    readonly: true
+services:
+  - name: getty
+    image: oci:getty
+    capabilities.add: [CAP_NET_ADMIN]
+    runtime:
+      ready: {notify: true}
+  - name: worker
+    image: oci:tool
+    uid: getty
+files:
+  - path: etc/kiln/motd
+    contents: "hello\n"
+    mode: "0640"
+    uid: worker
+  - path: var/empty
+    directory: true
+  - path: etc/link
+    symlink: /etc/motd
+  - path: etc/kiln.json
+    metadata: json
+"#;
+
+fn kiln(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir)
+        .args(args)
+        .env("KILN_CACHE", dir.join("cache"))
+        .output()
+        .expect("run kiln")
+}
+
+fn workspace() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    images(dir.path());
+    let manifest = dir.path().join("image.yml");
+    fs::write(&manifest, MANIFEST).expect("manifest");
+    let path = dir.path().to_owned();
+    (dir, path)
+}
+
+fn succeed(output: Output) {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn data(tree: &Tree, key: &str) -> Vec<u8> {
+    match tree.get(key).map(|node| &node.kind) {
+        Some(Kind::File { data, .. }) => data.to_vec(),
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+fn json_file(tree: &Tree, key: &str) -> Value {
+    serde_json::from_slice(&data(tree, key)).unwrap_or_else(|err| panic!("{key}: {err}"))
+}
+
+#[test]
+fn the_tar_holds_linuxkits_layout() {
+    let (_guard, dir) = workspace();
+    succeed(kiln(
+        &dir,
+        &["build", "--format", "tar", "-o", "out", "image.yml"],
+    ));
+    let bytes = fs::read(dir.join("out/image.tar")).expect("image.tar");
+    let mut root = Tree::new();
+    kiln::layer::apply(&mut root, &bytes[..]).expect("a tar");
+
+    // Kernel: boot files and the modules at /.
+    assert_eq!(data(&root, "boot/kernel"), b"vmlinux bytes");
+    assert_eq!(data(&root, "boot/cmdline"), b"console=ttyS0 quiet");
+    assert!(root.contains("lib/modules/6.1.0/kernel/fs/ext4.ko"));
+    // Init images in order, filtered, the APK database concatenated.
+    assert!(root.contains("bin/busybox") && root.contains("etc/motd"));
+    assert!(!root.contains(".dockerenv") && !root.contains("etc/hostname"));
+    assert!(
+        !root.contains("dev/console"),
+        "dropped like LinuxKit; the initrd adds its own"
+    );
+    assert_eq!(
+        root.get("etc/resolv.conf").map(|n| &n.kind),
+        Some(&Kind::Symlink("/run/resolvconf/resolv.conf".into()))
+    );
+    assert_eq!(data(&root, "lib/apk/db/installed"), b"P:busybox\nP:musl\n");
+    for dir in ["dev/pts", "dev/shm", "proc", "sys"] {
+        assert!(root.get(dir).is_some_and(Node::is_dir), "{dir}");
+    }
+
+    // Volumes.
+    let volume = "containers/volumes/data";
+    assert!(root.contains(&format!("{volume}/lower/bin/tool")));
+    assert!(root
+        .get(&format!("{volume}/merged"))
+        .is_some_and(Node::is_dir));
+    for dir in ["lower", "tmp", "merged"] {
+        assert!(root
+            .get(&format!("containers/volumes/blank/{dir}"))
+            .is_some_and(Node::is_dir));
+    }
+
+    // A writable onboot bundle: lower/ with the image, tmp/ and rootfs/, and the overlay in
+    // runtime.json; its volume bind rewritten.
+    let first = "containers/onboot/000-first";
+    assert!(root.contains(&format!("{first}/lower/bin/tool")));
+    assert!(
+        data(&root, &format!("{first}/lower/etc/hosts")).starts_with(b"127.0.0.1       localhost"),
+        "etc/hosts replaced"
+    );
+    assert_eq!(
+        data(&root, &format!("{first}/lower/etc/resolv.conf")),
+        b"\n# no resolv.conf configured\n"
+    );
+    assert!(root.get(&format!("{first}/tmp")).is_some_and(Node::is_dir));
+    assert!(root
+        .get(&format!("{first}/rootfs"))
+        .is_some_and(Node::is_dir));
+    let runtime = json_file(&root, &format!("{first}/runtime.json"));
+    assert_eq!(
+        runtime["mounts"],
+        json!([
+            {"destination": "/containers/onboot/000-first/tmp", "type": "tmpfs", "source": "tmpfs"},
+            {"destination": "/containers/onboot/000-first/tmp", "options": ["remount", "private"]},
+            {"destination": "/containers/onboot/000-first/rootfs", "type": "overlay",
+             "source": "overlay", "options": [
+                "lowerdir=/containers/onboot/000-first/lower",
+                "upperdir=/containers/onboot/000-first/tmp/upper",
+                "workdir=/containers/onboot/000-first/tmp/work"]},
+        ])
+    );
+    let spec = json_file(&root, &format!("{first}/config.json"));
+    assert!(spec["mounts"].as_array().expect("mounts").contains(
+        &json!({"destination": "/data", "type": "bind",
+                          "source": "/containers/volumes/data/merged",
+                          "options": ["rw", "rbind", "rshared"]})
+    ));
+
+    // The same image again, read-only: not unpacked twice, bound from the first copy.
+    let second = "containers/onboot/001-second";
+    assert_eq!(root.below(&format!("{second}/rootfs")).count(), 0, "shared");
+    let runtime = json_file(&root, &format!("{second}/runtime.json"));
+    assert_eq!(
+        runtime["mounts"],
+        json!([{"destination": "/containers/onboot/001-second/rootfs",
+                "source": "/containers/onboot/000-first/lower", "options": ["bind"]}])
+    );
+    let spec = json_file(&root, &format!("{second}/config.json"));
+    assert_eq!(spec["process"]["args"], json!(["/bin/tool", "again"]));
+    assert_eq!(spec["root"], json!({"path": "rootfs", "readonly": true}));
+
+    // A service whose label makes it read-only: rootfs/ holds the image, label settings
+    // apply, `.add` extends the label, and the notify directory exists.
+    let getty = "containers/services/getty";
+    assert!(root.contains(&format!("{getty}/rootfs/sbin/getty")));
+    assert!(root
+        .get(&format!("{getty}/rootfs/run/notify"))
+        .is_some_and(Node::is_dir));
+    assert!(!root.contains(&format!("{getty}/lower")));
+    let spec = json_file(&root, &format!("{getty}/config.json"));
+    assert_eq!(spec["linux"]["namespaces"], json!([{"type": "mount"}]));
+    assert_eq!(
+        spec["process"]["capabilities"]["effective"],
+        json!(["CAP_NET_ADMIN", "CAP_SYS_ADMIN"])
+    );
+    assert_eq!(
+        spec["mounts"].as_array().map(|m| m.len()),
+        Some(6),
+        "five defaults, /dev replaced by the label's bind, and /etc/profile"
+    );
+    assert_eq!(
+        spec["mounts"][0],
+        json!({"destination": "/dev", "type": "bind", "source": "/dev",
+               "options": ["rw", "rbind", "rshared"]})
+    );
+    let runtime = json_file(&root, &format!("{getty}/runtime.json"));
+    assert_eq!(runtime["ready"], json!({"notify": true}));
+    assert_eq!(
+        runtime["mounts"][0],
+        json!({"destination": "/containers/services/getty/rootfs",
+               "source": "/containers/services/getty/rootfs", "options": ["bind"]})
+    );
+    // uid names: onboot first (100, 101), then services (getty 102, worker 103).
+    let spec = json_file(&root, "containers/services/worker/config.json");
+    assert_eq!(spec["process"]["user"], json!({"uid": 102, "gid": 0}));
+
+    // Files: mode, owner by name, parents, directories, symlinks, metadata.
+    let motd = root.get("etc/kiln/motd").expect("motd");
+    assert_eq!((motd.mode, motd.uid, motd.gid), (0o640, 103, 0));
+    assert_eq!(data(&root, "etc/kiln/motd"), b"hello\n");
+    let parent = root.get("etc/kiln").expect("parent");
+    assert_eq!(
+        (parent.mode, parent.uid),
+        (0o750, 103),
+        "x added where r or w is set"
+    );
+    assert_eq!(
+        root.get("etc").map(|n| n.mode),
+        Some(0o755),
+        "existing directories kept"
+    );
+    assert_eq!(
+        root.get("var/empty").map(|n| (n.is_dir(), n.mode)),
+        Some((true, 0o700))
+    );
+    assert_eq!(
+        root.get("etc/link").map(|n| &n.kind),
+        Some(&Kind::Symlink("/etc/motd".into()))
+    );
+    let metadata = json_file(&root, "etc/kiln.json");
+    assert_eq!(metadata["services"][0]["name"], json!("getty"));
+    // No host owner leaks: everything is owned by ids the manifest gave.
+    assert!(root.iter().all(|(_, node)| [0, 103].contains(&node.uid)));
+}
+
+#[test]
+fn builds_are_reproducible_and_kernel_initrd_is_written() {
+    let (_guard, dir) = workspace();
+    succeed(kiln(&dir, &["build", "-o", "a", "image.yml"]));
+    succeed(kiln(
+        &dir,
+        &["build", "-o", "b", "--name", "image", "image.yml"],
+    ));
+    succeed(kiln(&dir, &["build", "-f", "tar", "-o", "a", "image.yml"]));
+    succeed(kiln(&dir, &["build", "-f", "tar", "-o", "b", "image.yml"]));
+    for file in [
+        "image-kernel",
+        "image-initrd.img",
+        "image-cmdline",
+        "image.tar",
+    ] {
+        let a = fs::read(dir.join("a").join(file)).expect(file);
+        let b = fs::read(dir.join("b").join(file)).expect(file);
+        assert!(a == b, "{file} differs between two builds");
+    }
+    assert_eq!(
+        fs::read(dir.join("a/image-kernel")).expect("kernel"),
+        b"vmlinux bytes"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("a/image-cmdline")).expect("cmdline"),
+        "console=ttyS0 quiet"
+    );
+    let initrd = fs::read(dir.join("a/image-initrd.img")).expect("initrd");
+    let mut cpio = Vec::new();
+    flate2::read::GzDecoder::new(&initrd[..])
+        .read_to_end(&mut cpio)
+        .expect("gzip");
+    let mut names = Vec::new();
+    let mut rest = &cpio[..];
+    loop {
+        let reader = cpio::newc::Reader::new(rest).expect("cpio entry");
+        if reader.entry().is_trailer() {
+            break;
+        }
+        names.push(reader.entry().name().to_owned());
+        rest = reader.finish().expect("next entry");
+    }
+    assert!(names
+        .iter()
+        .any(|n| n == "containers/services/getty/config.json"));
+    assert!(names.iter().any(|n| n == "dev/console"));
+    assert!(
+        !names.iter().any(|n| n.starts_with("boot")),
+        "boot/ is not in the initrd"
+    );
+    // Only the build's own outputs are in the directory: no temporary leftovers.
+    let mut listed: Vec<String> = fs::read_dir(dir.join("a"))
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "image-cmdline",
+            "image-initrd.img",
+            "image-kernel",
+            "image.tar"
+        ]
+    );
+}
+
+/// Runs a failing build into `out` and returns its error output; `out` must stay empty.
+fn fails(dir: &Path, manifest: &str) -> String {
+    fs::write(dir.join("bad.yml"), manifest).expect("manifest");
+    let output = kiln(dir, &["build", "-o", "out", "bad.yml"]);
+    assert_eq!(output.status.code(), Some(1));
+    let written = fs::read_dir(dir.join("out")).map_or(0, |d| d.count());
+    assert_eq!(written, 0, "nothing is written on failure");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_bad_digest_a_missing_image_and_a_bad_manifest_write_nothing() {
+    let (_guard, dir) = workspace();
+    // Change the tool image's layer blob.
+    let index: Value =
+        serde_json::from_slice(&fs::read(dir.join("tool/index.json")).expect("index"))
+            .expect("json");
+    let manifest_digest = index["manifests"][0]["digest"].as_str().expect("digest");
+    let manifest: Value = serde_json::from_slice(
+        &fs::read(dir.join("tool/blobs/sha256").join(&manifest_digest[7..])).expect("manifest"),
+    )
+    .expect("json");
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .expect("layer")
+        .to_owned();
+    fs::write(dir.join("tool/blobs/sha256").join(&layer[7..]), b"changed").expect("tamper");
+    let err = fails(&dir, MANIFEST);
+    assert!(err.contains("image `oci:tool`"), "{err}");
+    assert!(
+        err.contains(&format!("blob {layer} does not match its digest")),
+        "{err}"
+    );
+
+    let err = fails(&dir, "onboot:\n  - name: x\n    image: oci:nowhere\n");
+    assert!(
+        err.contains("onboot[0] (bad.yml:2): image `oci:nowhere`: cannot read"),
+        "{err}"
+    );
+    let err = fails(&dir, "onboot:\n  - name: x\n    image: alpine:3.20\n");
+    assert!(
+        err.contains("`docker.io/library/alpine:3.20` is not in the local cache"),
+        "{err}"
+    );
+
+    let err = fails(
+        &dir,
+        "onboot:\n  - name: x\n    image: oci:init\n    capabilities: [CAP_FLY]\n",
+    );
+    assert!(
+        err.contains("bad.yml:4: onboot[0].capabilities[0]: unknown capability `CAP_FLY`"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was built"), "{err}");
+
+    // kernel+initrd without a kernel.
+    let err = fails(&dir, "init: [oci:init]\n");
+    assert!(err.contains("needs a `kernel` section"), "{err}");
+}
