@@ -1,13 +1,12 @@
-//! VM tests' tools: an initramfs assembled in memory (files, directories, symlinks, device
-//! nodes; no root needed to make it), Kiln's release binaries, busybox and kernel modules put in
-//! it, and a qemu boot with the fast recipe (microvm, the ELF kernel, tsc_early_khz) whose
+//! VM tests' tools: an initramfs assembled in memory with Kiln's own tree and initrd writer
+//! (files, directories, symlinks, device nodes; no root needed to make it), Kiln's release
+//! binaries, busybox and kernel modules put in it, and a qemu boot with the fast recipe (microvm, the ELF kernel, tsc_early_khz) whose
 //! console is captured and whose exit code is the guest's result.
 //! Runs in: test processes on the host. The kernel comes from `tools/dev setup`, which unpacks
 //! Debian's cloud kernel, runs depmod and extracts the ELF into /var/cache/kiln/vm-kernel
 //! (`KILN_VM_KERNEL` names another directory).
 //! Guests get no network at all: no -netdev is ever given.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -15,7 +14,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cpio::newc::{self, ModeFileType};
+use kiln::fstree::{self, Kind, Node, Tree};
+use kiln::initrd;
 
 /// Where `tools/dev setup` puts the kernel.
 const DEFAULT_KERNEL_DIR: &str = "/var/cache/kiln/vm-kernel";
@@ -75,19 +75,11 @@ pub fn release_binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// One entry of the image.
-#[derive(Debug, Clone)]
-enum Node {
-    Dir { mode: u32 },
-    File { data: Vec<u8>, mode: u32 },
-    Symlink { target: String },
-    Char { mode: u32, major: u32, minor: u32 },
-}
-
-/// The files of an initramfs, by path (without the leading `/`).
+/// The files of an initramfs: a tree of Kiln's build, written the way `kiln build` writes
+/// initrds.
 #[derive(Debug, Default, Clone)]
 pub struct Image {
-    nodes: BTreeMap<String, Node>,
+    tree: Tree,
 }
 
 impl Image {
@@ -104,41 +96,26 @@ impl Image {
         image
     }
 
-    fn parents(&mut self, path: &str) {
-        let mut prefix = String::new();
-        for part in path.split('/').filter(|p| !p.is_empty()) {
-            if !prefix.is_empty() {
-                self.nodes
-                    .entry(prefix.clone())
-                    .or_insert(Node::Dir { mode: 0o755 });
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-        }
+    /// The image's files.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
     }
 
-    fn key(path: &str) -> String {
-        path.trim_start_matches('/').to_owned()
+    fn put(&mut self, path: &str, node: Node) -> &mut Self {
+        let key = fstree::key(path)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("`{path}` is not a path in the image"));
+        self.tree.put(&key, node);
+        self
     }
 
     pub fn dir(&mut self, path: &str, mode: u32) -> &mut Self {
-        let key = Self::key(path);
-        self.parents(&key);
-        self.nodes.insert(key, Node::Dir { mode });
-        self
+        self.put(path, Node::dir(mode))
     }
 
     pub fn file(&mut self, path: &str, data: impl Into<Vec<u8>>, mode: u32) -> &mut Self {
-        let key = Self::key(path);
-        self.parents(&key);
-        self.nodes.insert(
-            key,
-            Node::File {
-                data: data.into(),
-                mode,
-            },
-        );
-        self
+        self.put(path, Node::file(data.into(), mode))
     }
 
     /// A shell script (mode 0755).
@@ -153,22 +130,13 @@ impl Image {
     }
 
     pub fn symlink(&mut self, path: &str, target: &str) -> &mut Self {
-        let key = Self::key(path);
-        self.parents(&key);
-        self.nodes.insert(
-            key,
-            Node::Symlink {
-                target: target.to_owned(),
-            },
-        );
-        self
+        self.put(path, Node::symlink(target))
     }
 
     pub fn char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> &mut Self {
-        let key = Self::key(path);
-        self.parents(&key);
-        self.nodes.insert(key, Node::Char { mode, major, minor });
-        self
+        let mut node = Node::dir(mode);
+        node.kind = Kind::Char { major, minor };
+        self.put(path, node)
     }
 
     /// Debian's static busybox at /bin/busybox with a link per applet in /bin.
@@ -232,47 +200,10 @@ impl Image {
         self.file("etc/modules", names.join("\n") + "\n", 0o644)
     }
 
-    /// Writes the image as an uncompressed newc cpio archive.
+    /// Writes the image as a gzip newc cpio archive.
     pub fn write_initramfs(&self, path: &Path) -> io::Result<()> {
-        let mut out = BufWriter::new(fs::File::create(path)?);
-        for (ino, (name, node)) in (1u32..).zip(&self.nodes) {
-            let builder = newc::Builder::new(name).ino(ino).uid(0).gid(0).nlink(1);
-            out = match node {
-                Node::Dir { mode } => {
-                    let builder = builder
-                        .mode(*mode)
-                        .set_mode_file_type(ModeFileType::Directory)
-                        .nlink(2);
-                    builder.write(out, 0).finish()?
-                }
-                Node::File { data, mode } => {
-                    let size = u32::try_from(data.len()).map_err(io::Error::other)?;
-                    let mut writer = builder
-                        .mode(*mode)
-                        .set_mode_file_type(ModeFileType::Regular)
-                        .write(out, size);
-                    writer.write_all(data)?;
-                    writer.finish()?
-                }
-                Node::Symlink { target } => {
-                    let size = u32::try_from(target.len()).map_err(io::Error::other)?;
-                    let mut writer = builder
-                        .mode(0o777)
-                        .set_mode_file_type(ModeFileType::Symlink)
-                        .write(out, size);
-                    writer.write_all(target.as_bytes())?;
-                    writer.finish()?
-                }
-                Node::Char { mode, major, minor } => builder
-                    .mode(*mode)
-                    .set_mode_file_type(ModeFileType::Char)
-                    .rdev_major(*major)
-                    .rdev_minor(*minor)
-                    .write(out, 0)
-                    .finish()?,
-            };
-        }
-        newc::trailer(out)?.flush()
+        let out = BufWriter::new(fs::File::create(path)?);
+        initrd::write_initrd(&self.tree, None, out)?.flush()
     }
 }
 
@@ -351,6 +282,11 @@ impl Vm {
     pub fn boot(&self, image: &Image) -> Run {
         let initrd = self.dir.path().join("initrd.img");
         image.write_initramfs(&initrd).expect("write the initramfs");
+        self.boot_initrd(&initrd)
+    }
+
+    /// Boots the initrd at `initrd` and waits until qemu exits or the timeout kills it.
+    pub fn boot_initrd(&self, initrd: &Path) -> Run {
         let console = self.dir.path().join("console");
         let append = format!(
             "console=ttyS0 panic=-1 quiet tsc_early_khz={} cryptomgr.notests \
@@ -377,7 +313,7 @@ impl Vm {
             .arg("-kernel")
             .arg(&self.kernel.vmlinux)
             .arg("-initrd")
-            .arg(&initrd)
+            .arg(initrd)
             .args(["-append", &append]);
         for (n, disk) in self.disks.iter().enumerate() {
             command
