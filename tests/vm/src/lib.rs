@@ -134,9 +134,7 @@ impl Image {
     }
 
     pub fn char_device(&mut self, path: &str, mode: u32, major: u32, minor: u32) -> &mut Self {
-        let mut node = Node::dir(mode);
-        node.kind = Kind::Char { major, minor };
-        self.put(path, node)
+        self.put(path, Node::new(Kind::Char { major, minor }, mode))
     }
 
     /// Debian's static busybox at /bin/busybox with a link per applet in /bin.

@@ -89,12 +89,11 @@ mod tests {
         ping.xattrs
             .insert("security.capability".into(), b"\x01\x00".to_vec());
         tree.put("bin/ping", ping);
-        let mut console = Node::dir(0o600);
-        console.kind = Kind::Char { major: 5, minor: 1 };
-        tree.put("dev/console", console);
-        let mut fifo = Node::dir(0o600);
-        fifo.kind = Kind::Fifo;
-        tree.put("run/initctl", fifo);
+        tree.put(
+            "dev/console",
+            Node::new(Kind::Char { major: 5, minor: 1 }, 0o600),
+        );
+        tree.put("run/initctl", Node::new(Kind::Fifo, 0o600));
         tree
     }
 

@@ -16,6 +16,7 @@ use anyhow::{anyhow, bail, Context as _, Result};
 use spec::runtime::Mount;
 
 use crate::container::{self, Configs, Context};
+use crate::defaults;
 use crate::diagnostic::{Origin, Report};
 use crate::fstree::{self, Kind, Node, Tree};
 use crate::image::{Id, Image};
@@ -171,7 +172,7 @@ impl Builder<'_> {
             }
         };
         let binary = if kernel.binary.is_empty() {
-            "kernel"
+            defaults::KERNEL_BINARY
         } else {
             &kernel.binary
         };
@@ -185,7 +186,7 @@ impl Builder<'_> {
         match kernel.tar.as_deref() {
             Some("" | "none") => {}
             given => {
-                let name = given.unwrap_or("kernel.tar");
+                let name = given.unwrap_or(defaults::KERNEL_TAR);
                 match file(name) {
                     Some(tar) => crate::layer::apply(rootfs, &tar[..])
                         .map_err(|err| anyhow!("image `{}`: {name}: {err}", kernel.image))
@@ -357,16 +358,13 @@ impl Builder<'_> {
         let key = fstree::key(&file.path)
             .map_err(|err| anyhow!("path: {err}"))?
             .ok_or_else(|| anyhow!("path: `{}` is the root", file.path))?;
-        let mode = if file.mode.is_empty() {
-            if file.directory {
-                0o700
-            } else {
-                0o600
-            }
+        let mode_text = if file.mode.is_empty() {
+            defaults::file_mode(file)
         } else {
-            process::parse_mode(&file.mode)
-                .ok_or_else(|| anyhow!("mode: `{}` is not an octal mode", file.mode))?
+            &file.mode
         };
+        let mode = process::parse_mode(mode_text)
+            .ok_or_else(|| anyhow!("mode: `{mode_text}` is not an octal mode"))?;
         let id = |field: &str, id: &Option<Id>| {
             container::numeric_id(field, id.as_ref(), ids).map_err(|err| anyhow!(err))
         };
@@ -409,9 +407,7 @@ impl Builder<'_> {
         for dir in missing.iter().rev() {
             rootfs.put(dir, Node::dir(dir_mode).owned(uid, gid));
         }
-        let mut node = Node::dir(mode).owned(uid, gid);
-        node.kind = kind;
-        rootfs.put(&key, node);
+        rootfs.put(&key, Node::new(kind, mode).owned(uid, gid));
         Ok(())
     }
 }

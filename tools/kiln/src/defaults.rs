@@ -3,7 +3,7 @@
 //! left as written, since the label is only known once the image is read.
 //! Runs in: `kiln` on the build host. Pure.
 
-use crate::manifest::{Kernel, Manifest};
+use crate::manifest::{File, Kernel, Manifest};
 
 /// The kernel's file name in its image unless `kernel.binary` says otherwise.
 pub const KERNEL_BINARY: &str = "kernel";
@@ -28,15 +28,19 @@ pub fn fill(manifest: &mut Manifest) {
     }
     for file in &mut manifest.files {
         if file.mode.is_empty() && file.symlink.is_empty() {
-            file.mode = if file.directory {
-                DIRECTORY_MODE
-            } else {
-                FILE_MODE
-            }
-            .to_owned();
+            file.mode = file_mode(file).to_owned();
         }
         file.uid.get_or_insert(crate::image::Id::Number(0));
         file.gid.get_or_insert(crate::image::Id::Number(0));
+    }
+}
+
+/// The mode a `files` entry gets when it gives none.
+pub fn file_mode(file: &File) -> &'static str {
+    if file.directory {
+        DIRECTORY_MODE
+    } else {
+        FILE_MODE
     }
 }
 

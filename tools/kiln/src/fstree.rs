@@ -47,13 +47,13 @@ pub struct Node {
 impl Node {
     /// A root-owned directory with the fixed time.
     pub fn dir(mode: u32) -> Self {
-        Self::generated(Kind::Dir, mode)
+        Self::new(Kind::Dir, mode)
     }
 
     /// A root-owned regular file with the fixed time; `inode` 0 is replaced when it is put
     /// into a tree.
     pub fn file(data: impl Into<Arc<[u8]>>, mode: u32) -> Self {
-        Self::generated(
+        Self::new(
             Kind::File {
                 data: data.into(),
                 inode: 0,
@@ -64,10 +64,11 @@ impl Node {
 
     /// A root-owned symbolic link with the fixed time.
     pub fn symlink(target: impl Into<String>) -> Self {
-        Self::generated(Kind::Symlink(target.into()), 0o777)
+        Self::new(Kind::Symlink(target.into()), 0o777)
     }
 
-    fn generated(kind: Kind, mode: u32) -> Self {
+    /// A root-owned entry of any kind with the fixed time.
+    pub fn new(kind: Kind, mode: u32) -> Self {
         Self {
             kind,
             mode,

@@ -26,8 +26,7 @@ pub fn write_initrd<W: Write>(tree: &Tree, ucode: Option<&[u8]>, mut out: W) -> 
     let tree = if tree.contains("dev/console") {
         tree
     } else {
-        let mut console = Node::dir(0o600);
-        console.kind = Kind::Char { major: 5, minor: 1 };
+        let console = Node::new(Kind::Char { major: 5, minor: 1 }, 0o600);
         with_console = {
             let mut copy = tree.clone();
             copy.put("dev/console", console);

@@ -19,7 +19,17 @@ use crate::archive;
 use crate::fstree::Tree;
 use crate::source::sha256;
 
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The annotation an index entry is named by.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// The name an index entry carries, if any.
+pub fn ref_name(entry: &Descriptor) -> Option<&str> {
+    entry
+        .annotations()
+        .as_ref()
+        .and_then(|annotations| annotations.get(REF_NAME))
+        .map(String::as_str)
+}
 
 /// An OCI image layout directory.
 #[derive(Debug, Clone)]
@@ -104,21 +114,15 @@ impl Layout {
         } else {
             ImageIndex::default()
         };
-        let name = |entry: &Descriptor| {
-            entry
-                .annotations()
-                .as_ref()
-                .and_then(|annotations| annotations.get(REF_NAME).cloned())
-        };
-        let new_name = name(&descriptor);
+        let new_name = ref_name(&descriptor).map(str::to_owned);
         let mut manifests: Vec<Descriptor> = index
             .manifests()
             .iter()
-            .filter(|entry| name(entry) != new_name)
+            .filter(|entry| ref_name(entry) != new_name.as_deref())
             .cloned()
             .collect();
         manifests.push(descriptor);
-        manifests.sort_by_key(|entry| name(entry).unwrap_or_default());
+        manifests.sort_by(|a, b| ref_name(a).cmp(&ref_name(b)));
         index.set_manifests(manifests);
         let text = serde_json::to_vec_pretty(&index).context("cannot write index.json")?;
         write_atomic(&path, &text)

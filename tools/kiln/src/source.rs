@@ -7,7 +7,6 @@
 //! are then applied in order into one [`Tree`].
 //! Runs in: `kiln` on the build host. Reads the image files, writes nothing.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Read;
@@ -20,13 +19,12 @@ use sha2::{Digest as _, Sha256};
 
 use crate::fstree::{self, Tree};
 use crate::layer;
+use crate::oci_layout::ref_name;
 use crate::reference::ImageSource;
 
 /// The platform every image is built for.
 pub const OS: &str = "linux";
 pub const ARCHITECTURE: &str = "amd64";
-
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// The local cache: `$KILN_CACHE`, else `$XDG_CACHE_HOME/kiln/images`, else
 /// `~/.cache/kiln/images`.
@@ -111,11 +109,11 @@ impl Sources {
 /// The files of a layout or archive, by path inside it.
 enum Blobs {
     Dir(PathBuf),
-    Files(HashMap<String, Vec<u8>>),
+    Archive(Tree),
 }
 
 impl Blobs {
-    /// Reads every regular file of the tar archive at `path` into memory.
+    /// Reads the tar archive at `path` into memory.
     fn archive(path: &Path) -> Result<Self> {
         let file =
             fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -123,14 +121,7 @@ impl Blobs {
         layer::apply(&mut tree, file)
             .map_err(|err| anyhow!(err))
             .with_context(|| format!("cannot read the archive {}", path.display()))?;
-        let files = tree
-            .iter()
-            .filter_map(|(key, node)| match &node.kind {
-                fstree::Kind::File { data, .. } => Some((key.to_owned(), data.to_vec())),
-                _ => None,
-            })
-            .collect();
-        Ok(Blobs::Files(files))
+        Ok(Blobs::Archive(tree))
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>> {
@@ -139,10 +130,12 @@ impl Blobs {
                 let path = dir.join(path);
                 fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
             }
-            Blobs::Files(files) => {
+            Blobs::Archive(tree) => {
                 let key = fstree::key(path).map_err(|err| anyhow!(err))?;
-                key.and_then(|key| files.get(&key).cloned())
-                    .ok_or_else(|| anyhow!("the archive has no `{path}`"))
+                match key.and_then(|key| tree.get(&key)).map(|node| &node.kind) {
+                    Some(fstree::Kind::File { data, .. }) => Ok(data.to_vec()),
+                    _ => Err(anyhow!("the archive has no `{path}`")),
+                }
             }
         }
     }
@@ -238,26 +231,19 @@ fn manifest_of(blobs: &Blobs, descriptor: &Descriptor, depth: usize) -> Result<I
     ImageManifest::from_reader(&bytes[..]).context("not an image manifest")
 }
 
-/// The layout entry named `name`, or the only one, or the only linux/amd64 one.
+/// The layout entry named `name`, or else the only one.
 fn choose<'a>(manifests: &'a [Descriptor], name: Option<&str>) -> Result<&'a Descriptor> {
-    let named = |entry: &Descriptor| {
-        entry
-            .annotations()
-            .as_ref()
-            .and_then(|annotations| annotations.get(REF_NAME))
-            .cloned()
-    };
     if let Some(name) = name {
         return manifests
             .iter()
-            .find(|entry| named(entry).as_deref() == Some(name))
+            .find(|entry| ref_name(entry) == Some(name))
             .ok_or_else(|| anyhow!("no image named `{name}` in the layout"));
     }
     match manifests {
         [] => bail!("the layout holds no image"),
         [only] => Ok(only),
         _ => {
-            let names: Vec<String> = manifests.iter().filter_map(named).collect();
+            let names: Vec<&str> = manifests.iter().filter_map(ref_name).collect();
             bail!(
                 "the layout holds {} images; name one with `oci:PATH:NAME` (names: {})",
                 manifests.len(),

@@ -37,9 +37,10 @@ fn images(dir: &Path) {
     file(&mut init, "etc/hostname", "builder\n");
     file(&mut init, ".dockerenv", "");
     file(&mut init, "lib/apk/db/installed", "P:busybox\n");
-    let mut console = Node::dir(0o600);
-    console.kind = Kind::Char { major: 5, minor: 1 };
-    init.put("dev/console", console);
+    init.put(
+        "dev/console",
+        Node::new(Kind::Char { major: 5, minor: 1 }, 0o600),
+    );
     Layout::create(&dir.join("init"))
         .expect("layout")
         .put_image("init", &[init], config(&["/bin/sh"], None))
