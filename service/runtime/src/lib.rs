@@ -11,6 +11,7 @@
 mod bundle;
 pub mod cli;
 mod container;
+pub mod diagnostics;
 mod error;
 mod executor;
 pub mod helper;

@@ -153,6 +153,7 @@ fn event_loop(command: &str, future: impl Future<Output = ExitCode>) -> ExitCode
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    runtime::diagnostics::install();
     match cli.command {
         Command::Check { path, bundles } => check::run(path.as_deref(), &bundles),
         Command::SystemInit(args) => event_loop(

@@ -191,3 +191,43 @@ fn invalid_ids_are_refused_root() {
         Ok(())
     });
 }
+
+#[test]
+fn a_rootfs_failure_names_its_cause_root() {
+    sandbox::test(|| {
+        use nix::mount::{mount, MsFlags};
+        // The root filesystem on a read-only mount, as on an image, and a bind onto a path
+        // it lacks: the runtime cannot make the mount point.
+        let mut bundle = Bundle::new("nomountpoint", &["true"]);
+        let rootfs = bundle.dir.join("rootfs");
+        mount(
+            Some(&rootfs),
+            &rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )?;
+        mount(
+            None::<&str>,
+            &rootfs,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )?;
+        let source = sandbox::scratch().join("probe-source");
+        fs::create_dir_all(&source)?;
+        bundle.edit(|config| {
+            config["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/probe", "type": "bind",
+                "source": source, "options": ["rbind"]
+            }))
+        });
+        // Beyond the top-level "failed to prepare rootfs": the mount, the path, the errno.
+        refused(
+            bundle.path(),
+            "nomountpoint",
+            &["prepare rootfs", "/probe", "Read-only file system"],
+        );
+        Ok(())
+    });
+}

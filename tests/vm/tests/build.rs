@@ -1,7 +1,8 @@
 //! An image made by `kiln build` boots: init images unpacked into `/`, an onboot bundle on its
-//! overlay root and a service bundle whose image label binds a host directory (and would make
-//! it read-only; the manifest overrides that), each run by the supervisor from the config.json
-//! and runtime.json the build wrote.
+//! overlay root and a service bundle whose image label makes it read-only and binds a host
+//! directory at a path the image lacks (the build makes that mount point, as the image root is
+//! read-only at run time), each run by the supervisor from the config.json and runtime.json
+//! the build wrote.
 //! Runs on the host as any user that can run qemu. The images are OCI layouts made in a
 //! temporary directory; a probe in the init image reports `PROBE` lines on the console.
 
@@ -31,7 +32,6 @@ onboot:
 services:
   - name: writer
     image: oci:labelled
-    readonly: false
     command:
       - /bin/sh
       - -c
@@ -105,6 +105,6 @@ fn a_built_image_boots_and_runs_its_bundles() {
         "LinuxKit's defaults: root, no capabilities: {}",
         run.console
     );
-    run.assert_printed("PROBE service up root=rw");
+    run.assert_printed("PROBE service up root=ro");
     assert_eq!(run.code, Some(0), "poweroff ends the VM: {}", run.console);
 }

@@ -4,7 +4,8 @@
 //! (`/containers/onboot/NNN-name`, `/containers/onshutdown/NNN-name`,
 //! `/containers/services/name`, each with config.json, runtime.json and its root filesystem:
 //! `rootfs/` when read-only, else `lower/`, `tmp/` and `rootfs/` for the overlay the build
-//! writes into runtime.json), and finally the `files` section. An image used by several
+//! writes into runtime.json), and finally the `files` section; then the mount points that
+//! read-only bundles need. An image used by several
 //! entries is unpacked once; later bundles mount the first one's copy.
 //! Runs in: `kiln` on the build host. Reads images and `files` sources; writes nothing.
 
@@ -21,6 +22,7 @@ use crate::diagnostic::{Origin, Report};
 use crate::fstree::{self, Kind, Node, Tree};
 use crate::image::{Id, Image};
 use crate::manifest::{File, Manifest, Volume};
+use crate::mountpoint;
 use crate::oci_layout::Layout;
 use crate::process;
 use crate::source::{LocalImage, Sources};
@@ -71,6 +73,7 @@ pub fn assemble(
         images: HashMap::new(),
         progress,
         assembly: Assembly::default(),
+        read_only: Vec::new(),
     };
     builder.kernel(manifest)?;
     builder.init(manifest)?;
@@ -103,6 +106,9 @@ pub fn assemble(
             .file(file, manifest, &context.ids)
             .with_context(|| report.describe(&file.origin))?;
     }
+    for (root, mounts) in &builder.read_only {
+        mountpoint::create(&mut builder.assembly.rootfs, root, mounts);
+    }
     Ok(builder.assembly)
 }
 
@@ -127,6 +133,8 @@ struct Builder<'a> {
     images: HashMap<(PathBuf, String), Rc<LocalImage>>,
     progress: Progress<'a>,
     assembly: Assembly,
+    /// Read-only bundles' root filesystems (keys) and their config.json mounts.
+    read_only: Vec<(String, Vec<oci_spec::runtime::Mount>)>,
 }
 
 impl Builder<'_> {
@@ -297,6 +305,10 @@ impl Builder<'_> {
             if !rootfs.contains(&notify) {
                 rootfs.put(&notify, Node::dir(0o755));
             }
+        }
+        if readonly {
+            let mounts = spec.mounts().clone().unwrap_or_default();
+            self.read_only.push((root.clone(), mounts));
         }
         let mut mounts = if readonly {
             if shared.is_some() {

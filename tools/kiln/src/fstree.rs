@@ -4,7 +4,7 @@
 //! modes, device numbers and extended attributes are plain values, so no root is needed.
 //! Runs in: `kiln` on the build host. Pure.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 /// The modification time given to entries a build makes up (LinuxKit's fixed time,
@@ -109,6 +109,15 @@ pub fn key(path: &str) -> Result<Option<String>, String> {
 /// The parent key of `key` (`None` at the top).
 pub fn parent(key: &str) -> Option<&str> {
     key.rsplit_once('/').map(|(parent, _)| parent)
+}
+
+/// Where [`Tree::resolve`] got to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The deepest existing entry (the root's own key when nothing below it exists).
+    pub key: String,
+    /// What is missing below it, in order; empty when the whole path exists.
+    pub missing: Vec<String>,
 }
 
 /// Files and directories by path (a [`key`]), sorted.
@@ -220,6 +229,78 @@ impl Tree {
         }
     }
 
+    /// Follows `path` inside the subtree at `root` (a key, or "" for the top) the way a
+    /// container sees it with `root` as `/`: symlinks are followed (absolute targets from
+    /// `root`), `..` stops at `root`. Returns the key of the deepest entry reached and the
+    /// components below it that do not exist; `None` for a symlink loop, a `..` among the
+    /// missing components, or a path that goes on through a file.
+    pub fn resolve(&self, root: &str, path: &str) -> Option<Resolved> {
+        const MAX_LINKS: usize = 40;
+        let mut pending: VecDeque<String> = path.split('/').map(str::to_owned).collect();
+        let mut reached: Vec<String> = Vec::new();
+        let mut links = 0;
+        let join = |parts: &[String]| {
+            let mut key = root.to_owned();
+            for part in parts {
+                if !key.is_empty() {
+                    key.push('/');
+                }
+                key.push_str(part);
+            }
+            key
+        };
+        while let Some(part) = pending.pop_front() {
+            match part.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    reached.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let parent = join(&reached);
+            if !parent.is_empty() && !self.entries.get(&parent).is_some_and(Node::is_dir) {
+                return None;
+            }
+            reached.push(part);
+            match self.entries.get(&join(&reached)).map(|node| &node.kind) {
+                None => {
+                    let last = reached.pop().unwrap_or_default();
+                    let mut missing = vec![last];
+                    for part in pending {
+                        match part.as_str() {
+                            "" | "." => {}
+                            ".." => return None,
+                            _ => missing.push(part),
+                        }
+                    }
+                    return Some(Resolved {
+                        key: join(&reached),
+                        missing,
+                    });
+                }
+                Some(Kind::Symlink(target)) => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return None;
+                    }
+                    reached.pop();
+                    if target.starts_with('/') {
+                        reached.clear();
+                    }
+                    for part in target.split('/').rev() {
+                        pending.push_front(part.to_owned());
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        Some(Resolved {
+            key: join(&reached),
+            missing: Vec::new(),
+        })
+    }
+
     fn make_parents(&mut self, key: &str) {
         let mut end = 0;
         while let Some(offset) = key[end..].find('/') {
@@ -297,5 +378,43 @@ mod tests {
             inode(&root, "c/rootfs/bin/busybox")
         );
         assert_ne!(inode(&root, "bin/sh"), inode(&root, "c/rootfs/bin/sh"));
+    }
+
+    #[test]
+    fn resolve_follows_links_inside_the_root_and_names_what_is_missing() {
+        let mut tree = Tree::new();
+        tree.put("r/run", Node::dir(0o755));
+        tree.put("r/var/run", Node::symlink("/run"));
+        tree.put("r/var/tmp", Node::symlink("../run/../tmp"));
+        tree.put("r/etc/passwd", Node::file(&b""[..], 0o644));
+        tree.put("r/loop", Node::symlink("loop"));
+        tree.put("run/host", Node::dir(0o755));
+        let resolved = |path: &str| {
+            tree.resolve("r", path)
+                .map(|r| (r.key, r.missing.join("/")))
+        };
+        assert_eq!(resolved("/run"), Some(("r/run".into(), String::new())));
+        assert_eq!(resolved("/"), Some(("r".into(), String::new())));
+        assert_eq!(
+            resolved("/var/run/x/y"),
+            Some(("r/run".into(), "x/y".into()))
+        );
+        // `..` stops at the root; the link never reaches `run/host` outside it.
+        assert_eq!(
+            resolved("/../../run/host"),
+            Some(("r/run".into(), "host".into()))
+        );
+        assert_eq!(resolved("/var/tmp"), Some(("r".into(), "tmp".into())));
+        assert_eq!(
+            resolved("/etc/passwd"),
+            Some(("r/etc/passwd".into(), String::new()))
+        );
+        assert_eq!(resolved("/etc/passwd/x"), None);
+        assert_eq!(resolved("/loop/x"), None);
+        assert_eq!(resolved("/new/../x"), None);
+        assert_eq!(
+            tree.resolve("", "/r/var/run").map(|r| r.key),
+            Some("run".into())
+        );
     }
 }

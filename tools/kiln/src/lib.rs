@@ -19,6 +19,7 @@ pub mod initrd;
 pub mod label;
 pub mod layer;
 pub mod manifest;
+pub mod mountpoint;
 pub mod mounts;
 pub mod oci_layout;
 pub mod output;

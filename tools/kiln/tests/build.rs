@@ -35,6 +35,7 @@ fn images(dir: &Path) {
     assert!(init.link("bin/sh", "bin/busybox"));
     file(&mut init, "etc/resolv.conf", "nameserver 1.1.1.1\n");
     file(&mut init, "etc/hostname", "builder\n");
+    file(&mut init, "etc/profile", "umask 022\n");
     file(&mut init, ".dockerenv", "");
     file(&mut init, "lib/apk/db/installed", "P:busybox\n");
     init.put(
@@ -268,6 +269,13 @@ fn the_tar_holds_linuxkits_layout() {
         .get(&format!("{getty}/rootfs/run/notify"))
         .is_some_and(Node::is_dir));
     assert!(!root.contains(&format!("{getty}/lower")));
+    // The image lacks /etc/profile, which the label binds from the init image's file: the
+    // read-only root gets an empty file to mount it on.
+    let profile = root.get(&format!("{getty}/rootfs/etc/profile"));
+    assert!(
+        matches!(profile.map(|node| &node.kind), Some(Kind::File { data, .. }) if data.is_empty()),
+        "{profile:?}"
+    );
     let spec = json_file(&root, &format!("{getty}/config.json"));
     assert_eq!(spec["linux"]["namespaces"], json!([{"type": "mount"}]));
     assert_eq!(
