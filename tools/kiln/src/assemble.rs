@@ -20,6 +20,7 @@ use crate::container::{self, Configs, Context};
 use crate::defaults;
 use crate::diagnostic::{Origin, Report};
 use crate::fstree::{self, Kind, Node, Tree};
+use crate::hostdir;
 use crate::image::{Id, Image};
 use crate::manifest::{File, Manifest, Volume};
 use crate::mountpoint;
@@ -496,29 +497,5 @@ fn layout_tree(text: &str, image: &LocalImage) -> Result<Tree> {
         std::slice::from_ref(&image.rootfs),
         image.config.clone(),
     )?;
-    let mut tree = Tree::new();
-    let mut pending = vec![(dir.path().to_owned(), String::new())];
-    while let Some((path, key)) = pending.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        entries.sort_by_key(std::fs::DirEntry::file_name);
-        for entry in entries {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let child = if key.is_empty() {
-                name
-            } else {
-                format!("{key}/{name}")
-            };
-            if entry.file_type()?.is_dir() {
-                tree.put(&child, Node::dir(0o755));
-                pending.push((entry.path(), child));
-            } else {
-                let bytes = std::fs::read(entry.path())?;
-                tree.put(&child, Node::file(bytes, 0o644));
-            }
-        }
-    }
-    Ok(tree)
+    hostdir::read(dir.path())
 }

@@ -1,6 +1,7 @@
 //! `kiln`: the host tool. `kiln validate FILE.yml...` checks manifests without fetching
 //! anything and reports every problem with its file, line and field; `kiln build` turns them
-//! into an image (a tar, or kernel+initrd).
+//! into an image (a tar, or kernel+initrd); `kiln pkg build` makes the images packages
+//! describe, into the local cache.
 //! Runs in: a user's shell on the build host.
 
 use std::io::{self, IsTerminal, Read, Write};
@@ -8,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use kiln::debian::Debian;
 use kiln::output::{self, Format};
-use kiln::{assemble, defaults, source, Input};
+use kiln::package::Package;
+use kiln::{assemble, defaults, pkgbuild, source, Input};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -56,6 +59,32 @@ enum Command {
         #[arg(required = true, value_name = "FILE.yml")]
         files: Vec<String>,
     },
+    /// Packages: folders with a build.yml that make an image without Docker.
+    #[command(subcommand)]
+    Pkg(Pkg),
+}
+
+#[derive(Debug, Subcommand)]
+enum Pkg {
+    /// Build packages into the local cache, each tagged by what it is made from; a package
+    /// already there under its tag is not built again. Prints each reference.
+    Build {
+        /// Build even if the cache has the package's tag.
+        #[arg(long)]
+        force: bool,
+        /// The local image cache (default: $KILN_CACHE, else ~/.cache/kiln/images).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Package folders (each holding a build.yml).
+        #[arg(required = true, value_name = "PKG")]
+        packages: Vec<PathBuf>,
+    },
+    /// Print the reference `@pkg:PKG` stands for (ORG/IMAGE:TAG), without building.
+    ShowTag {
+        /// Package folders.
+        #[arg(required = true, value_name = "PKG")]
+        packages: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -69,6 +98,61 @@ fn main() -> ExitCode {
             cache,
             files,
         } => build(&files, &dir, name, format, cache),
+        Command::Pkg(Pkg::Build {
+            force,
+            cache,
+            packages,
+        }) => pkg_build(&packages, force, cache),
+        Command::Pkg(Pkg::ShowTag { packages }) => pkg_show_tag(&packages),
+    }
+}
+
+fn pkg_build(packages: &[PathBuf], force: bool, cache: Option<PathBuf>) -> ExitCode {
+    let cache = cache.unwrap_or_else(source::default_cache);
+    for_each_package(packages, "build", |package, debian| {
+        let built = pkgbuild::build(package, debian, &cache, force, &mut |step| {
+            eprintln!("kiln pkg: {step}")
+        })?;
+        if !built.built {
+            eprintln!("kiln pkg: {} is up to date", built.reference);
+        }
+        Ok(built.reference)
+    })
+}
+
+fn pkg_show_tag(packages: &[PathBuf]) -> ExitCode {
+    for_each_package(packages, "show-tag", |package, debian| {
+        pkgbuild::Inputs::of(package, debian).map(|inputs| pkgbuild::reference(package, &inputs))
+    })
+}
+
+/// Loads each package folder and prints the reference `action` gives for it; a failure is
+/// reported and the next package still handled. Exits 1 if any failed.
+fn for_each_package(
+    packages: &[PathBuf],
+    command: &str,
+    mut action: impl FnMut(&Package, &Debian) -> anyhow::Result<String>,
+) -> ExitCode {
+    let debian = Debian {
+        cache: Debian::default_cache(),
+    };
+    let mut failed = false;
+    for dir in packages {
+        let result = Package::load(dir)
+            .map_err(anyhow::Error::msg)
+            .and_then(|package| action(&package, &debian));
+        match result {
+            Ok(reference) => println!("{reference}"),
+            Err(err) => {
+                eprintln!("kiln pkg {command}: {}: {err:#}", dir.display());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -31,6 +31,22 @@ pub fn ref_name(entry: &Descriptor) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// The entry named `name` in the index of the layout at `dir`; `None` when the layout or
+/// the entry does not exist.
+pub fn lookup(dir: &Path, name: &str) -> Result<Option<Descriptor>> {
+    let path = dir.join("index.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let index = ImageIndex::from_file(&path)
+        .with_context(|| format!("{} is not an image index", path.display()))?;
+    Ok(index
+        .manifests()
+        .iter()
+        .find(|entry| ref_name(entry) == Some(name))
+        .cloned())
+}
+
 /// An OCI image layout directory.
 #[derive(Debug, Clone)]
 pub struct Layout {

@@ -2,10 +2,12 @@
 //! (`oci:PATH`, or `oci:PATH:NAME` to pick by `org.opencontainers.image.ref.name`), an OCI
 //! archive (`oci-archive:PATH`), a `docker save` archive (`docker-archive:PATH`), or a
 //! reference found in the local cache (an OCI layout whose entries are named by the full
-//! reference). Indexes are followed to linux/amd64. Every blob is checked against its digest
+//! reference), or a package of this workspace (`@pkg:PATH`: its image in the cache under its
+//! current tag, built first if missing). Indexes are followed to linux/amd64. Every blob is checked against its digest
 //! and every uncompressed layer against the config's diff id before it is used; the layers
 //! are then applied in order into one [`Tree`].
-//! Runs in: `kiln` on the build host. Reads the image files, writes nothing.
+//! Runs in: `kiln` on the build host. Reads the image files; writes only packages it builds
+//! into the cache.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -17,27 +19,33 @@ use oci_spec::image::{Config, Descriptor, ImageConfiguration, ImageIndex, ImageM
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
+use crate::debian::Debian;
 use crate::fstree::{self, Tree};
 use crate::layer;
 use crate::oci_layout::ref_name;
+use crate::package::Package;
+use crate::pkgbuild;
 use crate::reference::ImageSource;
 
 /// The platform every image is built for.
 pub const OS: &str = "linux";
 pub const ARCHITECTURE: &str = "amd64";
 
-/// The local cache: `$KILN_CACHE`, else `$XDG_CACHE_HOME/kiln/images`, else
-/// `~/.cache/kiln/images`.
+/// The local cache: `$KILN_CACHE`, else `kiln/images` in the user's cache directory.
 pub fn default_cache() -> PathBuf {
     if let Some(dir) = std::env::var_os("KILN_CACHE").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    user_cache().join("kiln/images")
+}
+
+/// The user's cache directory: `$XDG_CACHE_HOME`, else `~/.cache`.
+pub fn user_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from(".cache"));
-    base.join("kiln/images")
+        .unwrap_or_else(|| PathBuf::from(".cache"))
 }
 
 /// An image read into memory: its config (entrypoint, cmd, env, working dir, labels) and its
@@ -84,11 +92,23 @@ impl Sources {
                 }
                 oci_image(&Blobs::Dir(self.cache.clone()), Some(&name), progress)
             }
-            ImageSource::Package(path) => bail!(
-                "the package `{path}` must be built into the local cache first (`kiln pkg build`)"
-            ),
+            ImageSource::Package(path) => self.package(path, progress),
         };
         image.with_context(|| format!("image `{text}`"))
+    }
+
+    /// The image of the package folder `path` from the cache, built into it first when the
+    /// cache does not have its current tag.
+    fn package(&self, path: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<LocalImage> {
+        let package = Package::load(&self.base.join(path)).map_err(anyhow::Error::msg)?;
+        let debian = Debian {
+            cache: Debian::default_cache(),
+        };
+        let built = pkgbuild::build(&package, &debian, &self.cache, false, &mut |step| {
+            eprintln!("kiln pkg: {step}")
+        })?;
+        let name = pkgbuild::cache_name(&built.reference)?;
+        oci_image(&Blobs::Dir(self.cache.clone()), Some(&name), progress)
     }
 
     /// `PATH` or `PATH:NAME`: the name is split off only when the whole text is not a

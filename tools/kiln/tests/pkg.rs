@@ -1,0 +1,287 @@
+//! `kiln pkg build` and `show-tag` through the binary: a package made of its own files, a
+//! binary of this workspace and a Debian package lands in the cache under its tag with exactly
+//! those contents and its label; building again changes nothing; a changed file changes the
+//! tag; and a missing file or an unknown Debian package fails clearly without a cache entry.
+//! Then the packages in pkg/ and the examples in yml/: each example builds from them, and the
+//! kernel package holds modules.dep and an ELF kernel.
+//! Runs on a Debian build host with apt's index (`tools/dev setup`); fetched `.deb` files are
+//! kept in the user's cache, so only the first run downloads.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kiln::fstree::{Kind, Tree};
+use kiln::source::Sources;
+
+fn kiln(cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .env("KILN_CACHE", cache)
+        .output()
+        .expect("run kiln")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
+}
+
+/// Reads `reference` from `cache` as a build would.
+fn image(cache: &Path, reference: &str) -> kiln::source::LocalImage {
+    Sources {
+        base: PathBuf::from("."),
+        cache: cache.to_owned(),
+    }
+    .read(reference, &mut |_, _| {})
+    .unwrap_or_else(|err| panic!("{reference}: {err:#}"))
+}
+
+fn data<'a>(tree: &'a Tree, key: &str) -> &'a [u8] {
+    match tree.get(key).map(|node| &node.kind) {
+        Some(Kind::File { data, .. }) => data,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+fn index_names(cache: &Path) -> String {
+    fs::read_to_string(cache.join("index.json")).unwrap_or_default()
+}
+
+/// A package folder inside the workspace (so it may take the workspace's binaries).
+fn package(name: &str, build: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!(".test-pkg-{name}-"))
+        .tempdir_in(workspace().join("target"))
+        .expect("package dir");
+    fs::write(dir.path().join("build.yml"), build).expect("build.yml");
+    dir
+}
+
+const TOOL: &str = r#"image: tool
+config:
+  pid: host
+  binds: ["/etc/tool:/etc/tool:ro"]
+entrypoint: [/init, --help]
+env: [MODE=test]
+contents:
+  - deb: busybox-static
+    keep: [/bin/busybox]
+  - applets: /bin/busybox
+  - binary: init
+    to: /init
+  - files: etc
+    to: /etc/tool
+  - files: run.sh
+    to: /usr/bin/
+  - directory: /var/empty
+    mode: "0555"
+  - symlink: /bin/tool
+    target: /usr/bin/run.sh
+"#;
+
+#[test]
+fn a_package_of_files_a_binary_and_a_deb_is_cached_under_its_tag() {
+    let cache = tempfile::tempdir().expect("cache");
+    let pkg = package("tool", TOOL);
+    fs::create_dir_all(pkg.path().join("etc")).expect("etc");
+    fs::write(pkg.path().join("etc/tool.conf"), "level=3\n").expect("conf");
+    fs::write(pkg.path().join("run.sh"), "#!/bin/sh\necho run\n").expect("run.sh");
+    fs::set_permissions(
+        pkg.path().join("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let dir = pkg.path().to_str().expect("utf-8");
+
+    let shown = kiln(cache.path(), &["pkg", "show-tag", dir]);
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let reference = text(&shown.stdout).trim().to_owned();
+    assert!(reference.starts_with("kiln/tool:"), "{reference}");
+    assert!(
+        !index_names(cache.path()).contains("kiln/tool"),
+        "show-tag builds nothing"
+    );
+
+    let built = kiln(cache.path(), &["pkg", "build", dir]);
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    assert_eq!(text(&built.stdout).trim(), reference);
+    let first = index_names(cache.path());
+    assert!(first.contains(&format!("docker.io/{reference}")), "{first}");
+
+    let image = image(cache.path(), &reference);
+    let root = &image.rootfs;
+    let busybox = data(root, "bin/busybox");
+    assert!(busybox.starts_with(b"\x7fELF"));
+    assert!(
+        matches!(&root.get("bin/sh").expect("sh").kind, Kind::Symlink(t) if t == "/bin/busybox")
+    );
+    assert!(
+        !root.contains("usr/share/doc/busybox-static"),
+        "only kept paths"
+    );
+    let init = root.get("init").expect("init");
+    assert_eq!(init.mode, 0o755);
+    let built_init = fs::read(workspace().join("target/x86_64-unknown-linux-gnu/release/init"))
+        .expect("the release init");
+    assert_eq!(data(root, "init"), built_init.as_slice());
+    assert_eq!(data(root, "etc/tool/tool.conf"), b"level=3\n");
+    assert_eq!(root.get("usr/bin/run.sh").map(|n| n.mode), Some(0o755));
+    assert_eq!(root.get("var/empty").map(|n| n.mode), Some(0o555));
+    assert!(root.iter().all(|(_, node)| node.uid == 0 && node.gid == 0));
+    let config = &image.config;
+    assert_eq!(
+        config.entrypoint().clone(),
+        Some(vec!["/init".to_owned(), "--help".to_owned()])
+    );
+    assert_eq!(config.env().clone(), Some(vec!["MODE=test".to_owned()]));
+    let label = config
+        .labels()
+        .as_ref()
+        .and_then(|labels| labels.get("org.mobyproject.config"))
+        .expect("label");
+    let label: serde_json::Value = serde_json::from_str(label).expect("label JSON");
+    assert_eq!(
+        label,
+        serde_json::json!({"pid": "host", "binds": ["/etc/tool:/etc/tool:ro"]})
+    );
+
+    // Unchanged: not built again. Forced: the same bytes again.
+    let again = kiln(cache.path(), &["pkg", "build", dir]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("is up to date"),
+        "{}",
+        text(&again.stderr)
+    );
+    let forced = kiln(cache.path(), &["pkg", "build", "--force", dir]);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    assert_eq!(index_names(cache.path()), first, "same digest");
+
+    // A changed file is a new tag.
+    fs::write(pkg.path().join("etc/tool.conf"), "level=4\n").expect("conf");
+    let changed = kiln(cache.path(), &["pkg", "show-tag", dir]);
+    assert_ne!(text(&changed.stdout).trim(), reference);
+}
+
+#[test]
+fn a_missing_file_or_an_unknown_deb_fails_without_a_cache_entry() {
+    let cache = tempfile::tempdir().expect("cache");
+    let missing = package(
+        "missing",
+        "image: missing\ncontents:\n  - files: nowhere\n    to: /etc/\n",
+    );
+    let output = kiln(
+        cache.path(),
+        &["pkg", "build", missing.path().to_str().expect("utf-8")],
+    );
+    assert!(!output.status.success());
+    let err = text(&output.stderr);
+    assert!(
+        err.contains("contents[0].files: `nowhere` is not in"),
+        "{err}"
+    );
+    assert!(!index_names(cache.path()).contains("kiln/missing"));
+
+    let unknown = package(
+        "unknown",
+        "image: unknown\ncontents:\n  - deb: no-such-package-in-debian\n",
+    );
+    let output = kiln(
+        cache.path(),
+        &["pkg", "build", unknown.path().to_str().expect("utf-8")],
+    );
+    assert!(!output.status.success());
+    let err = text(&output.stderr);
+    assert!(
+        err.contains("Debian package `no-such-package-in-debian` is not known to apt"),
+        "{err}"
+    );
+    assert!(!index_names(cache.path()).contains("kiln/unknown"));
+
+    let invalid = package("invalid", "image: Bad\ncontents: []\n");
+    let output = kiln(
+        cache.path(),
+        &["pkg", "show-tag", invalid.path().to_str().expect("utf-8")],
+    );
+    assert!(!output.status.success());
+    let err = text(&output.stderr);
+    assert!(
+        err.contains("build.yml:1: image: `Bad` is not an image name"),
+        "{err}"
+    );
+    assert!(err.contains("contents: a package needs contents"), "{err}");
+}
+
+#[test]
+fn every_example_builds_from_the_packages() {
+    let cache = tempfile::tempdir().expect("cache");
+    let out = tempfile::tempdir().expect("out");
+    let root = workspace();
+    let mut examples: Vec<PathBuf> = fs::read_dir(root.join("yml"))
+        .expect("yml/")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yml"))
+        .collect();
+    examples.sort();
+    assert!(examples.len() >= 3, "{examples:?}");
+    for example in &examples {
+        let output = kiln(
+            cache.path(),
+            &[
+                "build",
+                "-o",
+                out.path().to_str().expect("utf-8"),
+                example.to_str().expect("utf-8"),
+            ],
+        );
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            example.display(),
+            text(&output.stderr)
+        );
+        let name = example.file_stem().expect("stem").to_string_lossy();
+        for suffix in ["kernel", "initrd.img", "cmdline"] {
+            assert!(
+                out.path().join(format!("{name}-{suffix}")).is_file(),
+                "{name}-{suffix}"
+            );
+        }
+    }
+
+    // The kernel package: the bzImage, modules with modules.dep, and the ELF.
+    let shown = kiln(
+        cache.path(),
+        &[
+            "pkg",
+            "show-tag",
+            root.join("pkg/kernel").to_str().expect("utf-8"),
+        ],
+    );
+    let reference = text(&shown.stdout).trim().to_owned();
+    let kernel = image(cache.path(), &reference);
+    assert!(data(&kernel.rootfs, "vmlinux").starts_with(b"\x7fELF"));
+    assert_eq!(
+        &data(&kernel.rootfs, "kernel")[0x202..0x206],
+        b"HdrS",
+        "a bzImage"
+    );
+    let mut modules = Tree::new();
+    kiln::layer::apply(&mut modules, data(&kernel.rootfs, "kernel.tar")).expect("kernel.tar");
+    let dep = modules
+        .iter()
+        .find(|(key, _)| key.starts_with("lib/modules/") && key.ends_with("/modules.dep"))
+        .map(|(key, _)| key.to_owned())
+        .expect("modules.dep");
+    assert!(
+        text(data(&modules, &dep)).contains("overlay.ko"),
+        "modules.dep lists overlay"
+    );
+}
