@@ -11,7 +11,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use libcontainer::oci_spec::runtime::Mount;
+
 use crate::container::{CreateOptions, Runtime, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT};
+use crate::devbind;
 use crate::error::Error;
 use crate::state::State;
 
@@ -94,6 +97,21 @@ enum Command {
         id: String,
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// The createContainer hook that binds a bundle's `/dev` (see the devbind module): run by a
+    /// container's init before pivot_root, never by hand.
+    #[command(name = "dev-bind", hide = true)]
+    DevBind {
+        #[arg(long)]
+        rootfs: PathBuf,
+        #[arg(long)]
+        source: PathBuf,
+        /// The bind's options, as a JSON list.
+        #[arg(long)]
+        options: String,
+        /// The mounts to make below /dev afterwards, as a JSON list of OCI mounts.
+        #[arg(long)]
+        then: String,
     },
     /// List containers.
     List {
@@ -182,6 +200,19 @@ fn dispatch(runtime: &Runtime, command: Command) -> Result<u8, Error> {
             return Ok(clamp(runtime.exec(&id, command)?));
         }
         Command::List { format, quiet } => list(runtime, format, quiet)?,
+        Command::DevBind {
+            rootfs,
+            source,
+            options,
+            then,
+        } => {
+            let options: Vec<String> = serde_json::from_str(&options)
+                .map_err(|err| Error::io("read the options of", &source, io::Error::other(err)))?;
+            let then: Vec<Mount> = serde_json::from_str(&then).map_err(|err| {
+                Error::io("read the mounts after", &source, io::Error::other(err))
+            })?;
+            devbind::bind(&rootfs, &source, &options, &then)?;
+        }
     }
     Ok(0)
 }

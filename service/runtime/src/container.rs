@@ -21,6 +21,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::bundle;
+use crate::devbind;
 use crate::error::Error;
 use crate::executor::ResetSignalsExecutor;
 use crate::state::{State, Status};
@@ -114,6 +115,15 @@ impl Runtime {
         let mut spec = bundle::prepare(&bundle, id, &self.cgroup_parent)?;
         if let Some(socket) = &options.notify_socket {
             bundle::add_notify_socket(&mut spec, socket).map_err(|problem| Error::Bundle {
+                bundle: bundle.clone(),
+                problems: vec![problem],
+            })?;
+        }
+
+        if let Some(root) = spec.root().as_ref().map(|root| root.path().clone()) {
+            let exe = std::env::current_exe()
+                .map_err(|err| Error::io("find the runtime's own binary", "/proc/self/exe", err))?;
+            devbind::defer(&mut spec, &root, &exe).map_err(|problem| Error::Bundle {
                 bundle: bundle.clone(),
                 problems: vec![problem],
             })?;

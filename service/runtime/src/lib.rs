@@ -11,6 +11,7 @@
 mod bundle;
 pub mod cli;
 mod container;
+mod devbind;
 pub mod diagnostics;
 mod error;
 mod executor;

@@ -285,3 +285,62 @@ fn no_pivot_runs_the_container_root() {
         Ok(())
     });
 }
+
+#[test]
+fn a_bind_at_dev_is_seen_whole_and_left_unchanged_root() {
+    sandbox::test(|| {
+        use nix::sys::stat::{mknod, Mode, SFlag};
+        use std::os::unix::fs::{symlink, FileTypeExt};
+        // A /dev of our own, holding what libcontainer would otherwise trip over or rewrite:
+        // an `fd` link and a `ptmx` that is not a link.
+        let dev = sandbox::scratch().join("host-dev");
+        fs::create_dir_all(dev.join("pts"))?;
+        mknod(
+            &dev.join("null"),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )?;
+        symlink("/proc/self/fd", dev.join("fd"))?;
+        fs::write(dev.join("ptmx"), "not a device")?;
+        fs::write(dev.join("marker"), "from the bound dev\n")?;
+        let script = "cat /dev/marker; \
+                      awk '$5 == \"/dev/pts\" {for (i = 7; $i != \"-\"; i++); print \"pts:\", $(i + 1)}' \
+                      /proc/self/mountinfo; \
+                      awk '$5 == \"/dev\" {split($6, o, \",\"); print \"dev:\", o[1]}' /proc/self/mountinfo; \
+                      echo x > /dev/new 2>/dev/null; echo write=$?";
+        let mut bundle = Bundle::new("devbind", &["sh", "-c", script]);
+        let source = dev.clone();
+        bundle.edit(|config| {
+            let mounts = config["mounts"].as_array_mut().unwrap();
+            mounts.retain(|mount| mount["destination"] != "/dev");
+            mounts.push(
+                json!({"destination": "/dev", "type": "bind", "source": source,
+                               "options": ["rbind", "ro"]}),
+            );
+            mounts.push(
+                json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666"]}),
+            );
+        });
+        for round in ["first", "second"] {
+            let (code, out, err) = run(&bundle, &format!("devbind-{round}"));
+            assert_eq!(code, 0, "{round}: {err}");
+            assert_eq!(
+                out, "from the bound dev\npts: devpts\ndev: ro\nwrite=1\n",
+                "{round}: {err}"
+            );
+        }
+        // Nothing was made or replaced in the bound directory.
+        let mut names: Vec<String> = fs::read_dir(&dev)?
+            .map(|entry| entry.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()?;
+        names.sort();
+        assert_eq!(names, ["fd", "marker", "null", "ptmx", "pts"]);
+        assert_eq!(fs::read_to_string(dev.join("ptmx"))?, "not a device");
+        assert!(fs::symlink_metadata(dev.join("null"))?
+            .file_type()
+            .is_char_device());
+        Ok(())
+    });
+}
