@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
-use spec::runtime::{InterfaceAction, Runtime};
+use spec::runtime::{InterfaceAction, Mount, Runtime};
 
 use crate::options::{self, MountOptions};
 
@@ -144,8 +144,35 @@ impl fmt::Display for Action {
 /// [`crate::cgroup::hierarchies`]); each cgroup is created on every one.
 pub fn filesystem(bundle_dir: &Path, runtime: &Runtime, hierarchies: &[PathBuf]) -> Vec<Step> {
     let rootfs = bundle_dir.join(ROOTFS);
+    let mut steps = mounts(&rootfs, &runtime.mounts);
+    for (i, dir) in runtime.mkdir.iter().enumerate() {
+        steps.push(step(
+            &format!("mkdir[{i}]"),
+            Action::MakeDir {
+                path: rootfs.join(dir),
+            },
+        ));
+    }
+    for (i, name) in runtime.cgroups.iter().enumerate() {
+        for hierarchy in hierarchies {
+            steps.push(step(
+                &format!("cgroups[{i}]"),
+                Action::MakeCgroup {
+                    path: hierarchy.join(name),
+                },
+            ));
+        }
+    }
+    steps
+}
+
+/// The steps that make `mounts` (runtime.json's, or any in its form): for each, its mount point
+/// (a directory, or an empty file for a bind of a file), overlay directories, the mount, a
+/// remount for a bind's flags and the propagation. A relative destination is taken from
+/// `rootfs`; an absolute one is used as it is.
+pub fn mounts(rootfs: &Path, mounts: &[Mount]) -> Vec<Step> {
     let mut steps = Vec::new();
-    for (i, mount) in runtime.mounts.iter().enumerate() {
+    for (i, mount) in mounts.iter().enumerate() {
         let field = format!("mounts[{i}]");
         let target = rootfs.join(&mount.destination);
         let options = MountOptions::parse(&mount.options);
@@ -201,24 +228,6 @@ pub fn filesystem(bundle_dir: &Path, runtime: &Runtime, hierarchies: &[PathBuf])
                 Action::SetPropagation {
                     target,
                     flags: options.propagation,
-                },
-            ));
-        }
-    }
-    for (i, dir) in runtime.mkdir.iter().enumerate() {
-        steps.push(step(
-            &format!("mkdir[{i}]"),
-            Action::MakeDir {
-                path: rootfs.join(dir),
-            },
-        ));
-    }
-    for (i, name) in runtime.cgroups.iter().enumerate() {
-        for hierarchy in hierarchies {
-            steps.push(step(
-                &format!("cgroups[{i}]"),
-                Action::MakeCgroup {
-                    path: hierarchy.join(name),
                 },
             ));
         }

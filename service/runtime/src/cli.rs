@@ -100,7 +100,7 @@ enum Command {
     },
     /// The createContainer hook that binds a bundle's `/dev` (see the devbind module): run by a
     /// container's init before pivot_root, never by hand.
-    #[command(name = "dev-bind", hide = true)]
+    #[command(name = devbind::COMMAND, hide = true)]
     DevBind {
         #[arg(long)]
         rootfs: PathBuf,

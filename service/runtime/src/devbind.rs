@@ -6,16 +6,19 @@
 //! set-up when `/dev` is a bind; here the bind is put off instead: libcontainer gets a tmpfs at
 //! `/dev` to fill, and a createContainer hook (this runtime's own `dev-bind` command, run by the
 //! container's init in the container's mount namespace before pivot_root) detaches that tmpfs,
-//! binds the source in its place with the bind's options, then repeats the mounts below `/dev` that followed the
-//! bind (a new devpts instance at `/dev/pts`, say), as they would have been on top.
+//! binds the source in its place with the bind's options, then repeats the mounts below `/dev`
+//! that followed the bind (a new devpts instance at `/dev/pts`, say), as they would have been
+//! on top.
 //! Runs in: the runtime at create (the spec rewrite), and the hook process (the mounts).
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 
 use libcontainer::oci_spec::runtime::{HookBuilder, Hooks, Mount, MountBuilder, Spec};
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{umount2, MntFlags};
 use prepare::options::MountOptions;
+use prepare::{plan, Prepared};
+use spec::runtime::Mount as RuntimeMount;
 use spec::Problem;
 
 use crate::error::Error;
@@ -97,81 +100,44 @@ pub(crate) fn defer(spec: &mut Spec, rootfs: &Path, exe: &Path) -> Result<(), Pr
     Ok(())
 }
 
-/// The hook's work: binds `source` over `rootfs/dev` with `options` (flags the kernel ignores
-/// on a new bind are applied by a remount, propagation by a call of its own), then mounts
-/// `then` on top in order, making their mount points.
+/// The hook's work: detaches libcontainer's tmpfs at `rootfs/dev`, binds `source` there
+/// (always recursively, as the host's `/dev` holds pts, shm and mqueue) with `options`, then
+/// makes `then` on top in order. The mounts are made as runtime.json's are (mount points,
+/// remounts for a bind's flags, propagation), by the same planner.
 pub fn bind(rootfs: &Path, source: &Path, options: &[String], then: &[Mount]) -> Result<(), Error> {
-    let target = rootfs.join("dev");
-    let parsed = MountOptions::parse(options);
+    let dev = rootfs.join("dev");
     // libcontainer's tmpfs and what it mounted below it go: only the bind is seen.
-    umount2(&target, MntFlags::MNT_DETACH)
-        .map_err(|err| Error::io("detach libcontainer's /dev at", &target, err.into()))?;
-    mount(
-        Some(source),
-        &target,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|err| Error::io("bind /dev over", &target, err.into()))?;
-    settle(&target, &parsed, true)?;
+    umount2(&dev, MntFlags::MNT_DETACH)
+        .map_err(|err| Error::io("detach libcontainer's /dev at", &dev, err.into()))?;
+    let mut mounts = vec![RuntimeMount {
+        destination: dev.display().to_string(),
+        kind: String::new(),
+        source: source.display().to_string(),
+        options: std::iter::once("rbind".to_owned())
+            .chain(options.iter().cloned())
+            .collect(),
+    }];
     for later in then {
         let destination = later.destination();
-        let target: PathBuf = rootfs.join(destination.strip_prefix("/").unwrap_or(destination));
-        let parsed = MountOptions::parse(later.options().as_deref().unwrap_or_default());
-        let bind = is_bind(later);
-        if !target.exists() {
-            let made = match later.source() {
-                Some(source) if bind && !source.is_dir() => target
-                    .parent()
-                    .map_or(Ok(()), fs::create_dir_all)
-                    .and_then(|()| fs::File::create(&target).map(drop)),
-                _ => fs::create_dir_all(&target),
-            };
-            made.map_err(|err| Error::io("create the mount point", &target, err))?;
+        let mut options = later.options().clone().unwrap_or_default();
+        if is_bind(later) && !MountOptions::parse(&options).is_bind() {
+            options.push("bind".to_owned());
         }
-        let flags = if bind {
-            MsFlags::MS_BIND | (parsed.flags & MsFlags::MS_REC)
-        } else {
-            parsed.flags
-        };
-        let data = (!bind && !parsed.data.is_empty()).then_some(parsed.data.as_str());
-        mount(
-            later.source().as_deref(),
-            &target,
-            later.typ().as_deref().filter(|_| !bind),
-            flags,
-            data,
-        )
-        .map_err(|err| Error::io("mount", &target, err.into()))?;
-        settle(&target, &parsed, bind)?;
+        mounts.push(RuntimeMount {
+            destination: rootfs
+                .join(destination.strip_prefix("/").unwrap_or(destination))
+                .display()
+                .to_string(),
+            kind: later.typ().clone().unwrap_or_default(),
+            source: later
+                .source()
+                .as_ref()
+                .map(|source| source.display().to_string())
+                .unwrap_or_default(),
+            options,
+        });
     }
-    Ok(())
-}
-
-/// After a mount at `target`: a bind's flags by remount, then propagation.
-fn settle(target: &Path, parsed: &MountOptions, bind: bool) -> Result<(), Error> {
-    let remount = parsed.bind_remount_flags();
-    if bind && !remount.is_empty() {
-        mount(
-            None::<&str>,
-            target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | remount,
-            None::<&str>,
-        )
-        .map_err(|err| Error::io("remount", target, err.into()))?;
-    }
-    if !parsed.propagation.is_empty() {
-        let recursive = parsed.flags & MsFlags::MS_REC;
-        mount(
-            None::<&str>,
-            target,
-            None::<&str>,
-            parsed.propagation | recursive,
-            None::<&str>,
-        )
-        .map_err(|err| Error::io("set the propagation of", target, err.into()))?;
-    }
-    Ok(())
+    Prepared::new()
+        .apply_filesystem(&plan::mounts(rootfs, &mounts))
+        .map_err(|err| Error::io("mount at", &dev, io::Error::other(err)))
 }
