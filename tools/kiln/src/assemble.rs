@@ -5,8 +5,8 @@
 //! `/containers/services/name`, each with config.json, runtime.json and its root filesystem:
 //! `rootfs/` when read-only, else `lower/`, `tmp/` and `rootfs/` for the overlay the build
 //! writes into runtime.json), and finally the `files` section; then the mount points that
-//! read-only bundles need. An image used by several
-//! entries is unpacked once; later bundles mount the first one's copy.
+//! read-only bundles need. An image used by several entries is unpacked once; later bundles
+//! mount the first one's copy.
 //! Runs in: `kiln` on the build host. Reads images and `files` sources; writes nothing.
 
 use std::collections::{BTreeMap, HashMap};

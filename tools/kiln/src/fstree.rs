@@ -7,6 +7,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use sha2::{Digest as _, Sha256};
+
 /// The modification time given to entries a build makes up (LinuxKit's fixed time,
 /// 2017-04-18T16:30:00Z), so generated content is reproducible.
 pub const FIXED_MTIME: u64 = 1_492_533_000;
@@ -299,6 +301,20 @@ impl Tree {
             key: join(&reached),
             missing: Vec::new(),
         })
+    }
+
+    /// Feeds every entry but those `skip` names to `hash` (path under `prefix`, mode, and a
+    /// file's bytes or a link's target), in order: a digest of the tree's content.
+    pub fn hash_into(&self, hash: &mut Sha256, prefix: &str, skip: impl Fn(&str) -> bool) {
+        for (key, node) in self.iter().filter(|(key, _)| !skip(key)) {
+            hash.update(format!("{prefix}{key}\0{:o}\0", node.mode));
+            match &node.kind {
+                Kind::File { data, .. } => hash.update(data),
+                Kind::Symlink(target) => hash.update(target.as_bytes()),
+                _ => {}
+            }
+            hash.update(b"\0");
+        }
     }
 
     fn make_parents(&mut self, key: &str) {

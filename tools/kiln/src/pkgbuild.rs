@@ -8,7 +8,6 @@
 //! Runs in: `kiln` on the build host. Runs cargo, apt and dpkg-deb; writes only the caches.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 
@@ -44,16 +43,7 @@ impl Inputs {
     pub fn of(package: &Package, debian: &Debian) -> Result<Self> {
         let mut hash = Sha256::new();
         hash.update(b"kiln package 1\0");
-        let folder = hostdir::read(&package.dir)?;
-        for (key, node) in folder.iter() {
-            hash.update(format!("{key}\0{:o}\0", node.mode));
-            match &node.kind {
-                Kind::File { data, .. } => hash.update(data),
-                Kind::Symlink(target) => hash.update(target.as_bytes()),
-                _ => {}
-            }
-            hash.update(b"\0");
-        }
+        hostdir::read(&package.dir)?.hash_into(&mut hash, "", |_| false);
         let mut workspace = None;
         let mut records = HashMap::new();
         for step in package.steps() {
@@ -90,10 +80,7 @@ impl Inputs {
                 _ => {}
             }
         }
-        let mut tag = String::new();
-        for byte in hash.finalize() {
-            let _ = write!(tag, "{byte:02x}");
-        }
+        let mut tag = format!("{:x}", hash.finalize());
         tag.truncate(TAG_LENGTH);
         Ok(Self {
             tag,

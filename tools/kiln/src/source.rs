@@ -3,9 +3,9 @@
 //! archive (`oci-archive:PATH`), a `docker save` archive (`docker-archive:PATH`), or a
 //! reference found in the local cache (an OCI layout whose entries are named by the full
 //! reference), or a package of this workspace (`@pkg:PATH`: its image in the cache under its
-//! current tag, built first if missing). Indexes are followed to linux/amd64. Every blob is checked against its digest
-//! and every uncompressed layer against the config's diff id before it is used; the layers
-//! are then applied in order into one [`Tree`].
+//! current tag, built first if missing). Indexes are followed to linux/amd64. Every blob is
+//! checked against its digest and every uncompressed layer against the config's diff id before
+//! it is used; the layers are then applied in order into one [`Tree`].
 //! Runs in: `kiln` on the build host. Reads the image files; writes only packages it builds
 //! into the cache.
 

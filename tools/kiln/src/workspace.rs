@@ -14,7 +14,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use crate::fstree::Kind;
 use crate::hostdir;
 use crate::tool;
 
@@ -30,14 +29,16 @@ const SETTINGS: [&str; 4] = [
 #[derive(Debug, Clone)]
 pub struct Workspace {
     pub root: PathBuf,
+    /// Its crates, as `cargo metadata` lists them.
+    packages: Vec<MetaPackage>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Metadata {
     packages: Vec<MetaPackage>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct MetaPackage {
     name: String,
     manifest_path: PathBuf,
@@ -45,16 +46,33 @@ struct MetaPackage {
     targets: Vec<MetaTarget>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct MetaDependency {
     name: String,
     path: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct MetaTarget {
     name: String,
     kind: Vec<String>,
+}
+
+/// The workspace at `root`, as `cargo metadata` describes it (its own crates only).
+fn metadata(root: &Path) -> Result<Metadata> {
+    let stdout = tool::run(
+        cargo()
+            .args([
+                "metadata",
+                "--format-version",
+                "1",
+                "--no-deps",
+                "--offline",
+            ])
+            .current_dir(root),
+        &format!("cargo metadata in {}", root.display()),
+    )?;
+    serde_json::from_slice(&stdout).context("cannot read cargo metadata's output")
 }
 
 fn cargo() -> Command {
@@ -63,7 +81,7 @@ fn cargo() -> Command {
 
 impl Workspace {
     /// The workspace holding `dir`: the nearest directory above it whose Cargo.toml has a
-    /// `[workspace]` table.
+    /// `[workspace]` table. Its crates are listed once, here.
     pub fn find(dir: &Path) -> Result<Self> {
         let start = dir
             .canonicalize()
@@ -72,9 +90,9 @@ impl Workspace {
             let manifest = candidate.join("Cargo.toml");
             if let Ok(text) = std::fs::read_to_string(&manifest) {
                 if text.lines().any(|line| line.trim() == "[workspace]") {
-                    return Ok(Self {
-                        root: candidate.to_owned(),
-                    });
+                    let root = candidate.to_owned();
+                    let packages = metadata(&root)?.packages;
+                    return Ok(Self { root, packages });
                 }
             }
         }
@@ -84,27 +102,10 @@ impl Workspace {
         )
     }
 
-    fn metadata(&self) -> Result<Metadata> {
-        let stdout = tool::run(
-            cargo()
-                .args([
-                    "metadata",
-                    "--format-version",
-                    "1",
-                    "--no-deps",
-                    "--offline",
-                ])
-                .current_dir(&self.root),
-            &format!("cargo metadata in {}", self.root.display()),
-        )?;
-        serde_json::from_slice(&stdout).context("cannot read cargo metadata's output")
-    }
-
     /// A digest of everything the binary `bin` of crate `krate` is built from. Fails if the
     /// workspace has no such binary.
     pub fn sources_digest(&self, krate: &str, bin: &str) -> Result<String> {
-        let metadata = self.metadata()?;
-        let packages: BTreeMap<&str, &MetaPackage> = metadata
+        let packages: BTreeMap<&str, &MetaPackage> = self
             .packages
             .iter()
             .map(|package| (package.name.as_str(), package))
@@ -151,19 +152,10 @@ impl Workspace {
                     "the crate `{krate}` is the workspace root; its sources cannot be told apart"
                 );
             }
-            let tree = hostdir::read(&dir)?;
             let relative = dir.strip_prefix(&self.root).unwrap_or(&dir);
-            for (key, node) in tree.iter() {
-                if key.split('/').any(|part| part == "target") {
-                    continue;
-                }
-                hash.update(format!("{}/{key}\0{:o}\0", relative.display(), node.mode));
-                match &node.kind {
-                    Kind::File { data, .. } => hash.update(data),
-                    Kind::Symlink(target) => hash.update(target.as_bytes()),
-                    _ => {}
-                }
-            }
+            hostdir::read(&dir)?.hash_into(&mut hash, &format!("{}/", relative.display()), |key| {
+                key.split('/').any(|part| part == "target")
+            });
         }
         Ok(format!("sha256:{:x}", hash.finalize()))
     }
