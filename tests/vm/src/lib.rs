@@ -1,7 +1,8 @@
 //! VM tests' tools: an initramfs assembled in memory with Kiln's own tree and initrd writer
 //! (files, directories, symlinks, device nodes; no root needed to make it), Kiln's release
-//! binaries, busybox and kernel modules put in it, and a qemu boot with the fast recipe (microvm, the ELF kernel, tsc_early_khz) whose
-//! console is captured and whose exit code is the guest's result.
+//! binaries, busybox and kernel modules put in it, and a boot with `kiln run`'s qemu recipe
+//! (microvm, the ELF kernel, tsc_early_khz) whose console is captured and whose outcome is
+//! the guest's result.
 //! Runs in: test processes on the host. The kernel comes from `tools/dev setup`, which unpacks
 //! Debian's cloud kernel, runs depmod and extracts the ELF into /var/cache/kiln/vm-kernel
 //! (`KILN_VM_KERNEL` names another directory).
@@ -10,12 +11,14 @@
 use std::fs;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use kiln::fstree::{self, Kind, Node, Tree};
 use kiln::initrd;
+pub use kiln::qemu::Outcome;
+use kiln::qemu::{Console, Machine};
 
 /// Where `tools/dev setup` puts the kernel.
 const DEFAULT_KERNEL_DIR: &str = "/var/cache/kiln/vm-kernel";
@@ -50,7 +53,8 @@ impl Kernel {
     }
 }
 
-/// Kiln's static release binaries (`init`, `service`), built once per test process.
+/// Kiln's release binaries (the static `init`, `service` and the tests' `probe`, and `kiln`),
+/// built once per test process.
 pub fn release_binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
@@ -66,6 +70,10 @@ pub fn release_binary(name: &str) -> PathBuf {
                 "init",
                 "-p",
                 "supervisor",
+                "-p",
+                "kiln",
+                "-p",
+                "probe",
             ])
             .status()
             .expect("run cargo build --release");
@@ -208,9 +216,9 @@ impl Image {
 /// What a boot ended with.
 #[derive(Debug)]
 pub struct Run {
-    /// qemu's exit code: 0 after poweroff or reboot (`-no-reboot`), (V << 1) | 1 when the guest
-    /// wrote V to the isa-debug-exit port; `None` when the timeout killed it.
-    pub code: Option<i32>,
+    /// How qemu ended: poweroff (or reboot, as qemu runs with `-no-reboot`), a value the guest
+    /// wrote to the debug-exit port, or the timeout.
+    pub outcome: Outcome,
     /// Everything the guest wrote on its serial console.
     pub console: String,
 }
@@ -235,14 +243,13 @@ impl Run {
     }
 }
 
-/// A virtual machine to boot.
+/// A virtual machine to boot: Kiln's qemu recipe with the test kernel.
 #[derive(Debug)]
 pub struct Vm {
     kernel: Kernel,
     dir: tempfile::TempDir,
     disks: Vec<PathBuf>,
     timeout: Duration,
-    memory_mb: u32,
     cmdline: String,
 }
 
@@ -253,8 +260,7 @@ impl Vm {
             dir: tempfile::tempdir().expect("temporary directory"),
             disks: Vec::new(),
             timeout: Duration::from_secs(120),
-            memory_mb: 512,
-            cmdline: String::new(),
+            cmdline: "quiet".to_owned(),
         }
     }
 
@@ -276,85 +282,32 @@ impl Vm {
         self
     }
 
-    /// Boots `image` and waits until qemu exits or the timeout kills it.
+    /// Boots `image` and waits until qemu exits or the timeout stops it.
     pub fn boot(&self, image: &Image) -> Run {
         let initrd = self.dir.path().join("initrd.img");
         image.write_initramfs(&initrd).expect("write the initramfs");
         self.boot_initrd(&initrd)
     }
 
-    /// Boots the initrd at `initrd` and waits until qemu exits or the timeout kills it.
+    /// Boots the initrd at `initrd` and waits until qemu exits or the timeout stops it.
     pub fn boot_initrd(&self, initrd: &Path) -> Run {
-        let console = self.dir.path().join("console");
-        let append = format!(
-            "console=ttyS0 panic=-1 quiet tsc_early_khz={} cryptomgr.notests \
-             initcall_blacklist=init_kprobe_trace,crypto_kdf108_init rodata=off mitigations=off{}",
-            tsc_khz(),
-            self.cmdline
+        let mut machine = Machine::new(
+            self.kernel.vmlinux.clone(),
+            initrd.to_path_buf(),
+            self.cmdline.clone(),
         );
-        let mut command = Command::new("timeout");
-        command
-            .arg("--kill-after=5")
-            .arg(self.timeout.as_secs().to_string())
-            .arg("qemu-system-x86_64")
-            .args([
-                "-accel",
-                "tcg",
-                "-M",
-                "microvm",
-                "-no-reboot",
-                "-nodefaults",
-            ])
-            .args(["-no-user-config", "-display", "none", "-serial", "stdio"])
-            .args(["-m", &self.memory_mb.to_string()])
-            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-            .arg("-kernel")
-            .arg(&self.kernel.vmlinux)
-            .arg("-initrd")
-            .arg(initrd)
-            .args(["-append", &append]);
-        for (n, disk) in self.disks.iter().enumerate() {
-            command
-                .arg("-drive")
-                .arg(format!(
-                    "if=none,id=d{n},file={},format=raw",
-                    disk.display()
-                ))
-                .args(["-device", &format!("virtio-blk-device,drive=d{n}")]);
-        }
-        let status = command
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&console).expect("create the console file"))
-            .stderr(Stdio::inherit())
-            .status()
-            .expect("run qemu-system-x86_64 (tools/dev setup installs it)");
-        let console = String::from_utf8_lossy(&fs::read(&console).unwrap_or_default()).into_owned();
-        // timeout(1) exits 124 when it had to stop qemu, 137 when it had to kill it.
-        let code = match status.code() {
-            Some(124 | 137) | None => None,
-            Some(code) => Some(code),
-        };
-        Run { code, console }
+        machine.disks.clone_from(&self.disks);
+        machine.timeout = self.timeout;
+        run(&machine, self.dir.path())
     }
 }
 
-/// The host's TSC frequency in kHz, from /proc/cpuinfo (microvm hangs without it).
-fn tsc_khz() -> u64 {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    cpuinfo
-        .lines()
-        .find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            (key.trim() == "cpu MHz").then(|| value.trim().parse::<f64>().ok())?
-        })
-        .map_or(2_000_000, |mhz| {
-            // A frequency in MHz fits easily; the cast only drops the fraction of a kHz.
-            #[allow(
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss,
-                reason = "positive and small"
-            )]
-            let khz = (mhz * 1000.0) as u64;
-            khz
-        })
+/// Boots `machine`, its console captured in a file in `dir`.
+pub fn run(machine: &Machine, dir: &Path) -> Run {
+    let console = dir.join("console");
+    let outcome = machine
+        .run(&Console::File(console.clone()))
+        .expect("run qemu (tools/dev setup installs it)");
+    let console = String::from_utf8_lossy(&fs::read(&console).unwrap_or_default()).into_owned();
+    Run { outcome, console }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kiln::oci_layout::Layout;
 use oci_spec::image::Config;
-use vm::{Image, Kernel, Vm};
+use vm::{Image, Kernel, Outcome, Vm};
 
 const PROBE: &str = r#"#!/bin/sh
 say() { echo "PROBE $*"; }
@@ -106,5 +106,10 @@ fn a_built_image_boots_and_runs_its_bundles() {
         run.console
     );
     run.assert_printed("PROBE service up root=ro");
-    assert_eq!(run.code, Some(0), "poweroff ends the VM: {}", run.console);
+    assert_eq!(
+        run.outcome,
+        Outcome::PoweredOff,
+        "poweroff ends the VM: {}",
+        run.console
+    );
 }

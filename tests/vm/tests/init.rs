@@ -11,7 +11,7 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use vm::{Image, Kernel, Run, Vm};
+use vm::{Image, Kernel, Outcome, Run, Vm};
 
 /// An image with busybox, Kiln, the disk modules and a probe started from /etc/init.d (in the
 /// background, so init goes on to start the supervisor while it waits).
@@ -164,8 +164,8 @@ poweroff
         );
     let run = boot(&image, Some(&disk));
     assert_eq!(
-        run.code,
-        Some(0),
+        run.outcome,
+        Outcome::PoweredOff,
         "a clean poweroff ends qemu with 0:\n{}",
         run.console
     );
@@ -263,7 +263,7 @@ fn reboot_from_a_shell_ends_the_vm() {
     let mut image = image(&kernel, "supervisor > /dev/null; say rebooting; reboot");
     image.script("etc/init.d/020-fails", "#!/bin/sh\nexit 3\n");
     let run = boot(&image, None);
-    assert_eq!(run.code, Some(0), "{}", run.console);
+    assert_eq!(run.outcome, Outcome::PoweredOff, "{}", run.console);
     run.assert_printed("init: /etc/init.d/020-fails: exited with status 3");
     run.assert_printed("PROBE rebooting");
     run.assert_printed("init: SIGTERM received: reboot");
@@ -287,7 +287,7 @@ kill -INT 1
         None,
         "linuxkit.unified_cgroup_hierarchy=0",
     );
-    assert_eq!(run.code, Some(0), "{}", run.console);
+    assert_eq!(run.outcome, Outcome::PoweredOff, "{}", run.console);
     run.assert_printed("init: SIGINT received: reboot");
     let mounts = mounts(&run);
     let cgroup = |point: &str| {

@@ -44,6 +44,8 @@ const EXCLUDE: [&str; 6] = [
 ];
 /// The APK database, concatenated over all init images.
 const APK_DB: &str = "lib/apk/db/installed";
+/// The first bytes of an ELF file.
+const ELF_MAGIC: &[u8] = b"\x7fELF";
 /// Ids given to container names, in section order.
 const FIRST_ID: u32 = 100;
 
@@ -53,6 +55,9 @@ pub struct Assembly {
     /// Everything, including `boot/kernel`, `boot/cmdline` and `boot/ucode.cpio`.
     pub rootfs: Tree,
     pub kernel: Option<Vec<u8>>,
+    /// The kernel as an ELF (`vmlinux` in the kernel image, as Kiln's kernel packages carry
+    /// it): qemu boots it directly, seconds sooner than the compressed kernel.
+    pub vmlinux: Option<Vec<u8>>,
     pub cmdline: String,
     pub ucode: Option<Vec<u8>>,
 }
@@ -215,6 +220,7 @@ impl Builder<'_> {
             rootfs.put("boot/ucode.cpio", Node::file(bytes.clone(), 0o644));
             self.assembly.ucode = Some(bytes);
         }
+        self.assembly.vmlinux = file(defaults::KERNEL_ELF).filter(|elf| elf.starts_with(ELF_MAGIC));
         self.assembly.kernel = Some(bytes);
         self.assembly.cmdline = kernel.cmdline.clone();
         Ok(())

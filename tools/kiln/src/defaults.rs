@@ -9,6 +9,9 @@ use crate::manifest::{File, Kernel, Manifest};
 pub const KERNEL_BINARY: &str = "kernel";
 /// The modules tarball in the kernel image unless `kernel.tar` says otherwise.
 pub const KERNEL_TAR: &str = "kernel.tar";
+/// The kernel as an uncompressed ELF in the kernel image, when it has one; written out as
+/// `NAME-vmlinux` for a quick boot.
+pub const KERNEL_ELF: &str = "vmlinux";
 /// A volume's format unless it says otherwise.
 pub const VOLUME_FORMAT: &str = "filesystem";
 /// The mode of a file from `files` that gives none.

@@ -29,6 +29,7 @@ pub mod output;
 pub mod package;
 pub mod pkgbuild;
 pub mod process;
+pub mod qemu;
 pub mod reference;
 pub mod source;
 pub mod tool;

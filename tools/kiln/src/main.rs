@@ -1,18 +1,22 @@
 //! `kiln`: the host tool. `kiln validate FILE.yml...` checks manifests without fetching
 //! anything and reports every problem with its file, line and field; `kiln build` turns them
 //! into an image (a tar, or kernel+initrd); `kiln pkg build` makes the images packages
-//! describe, into the local cache.
+//! describe, into the local cache; `kiln run` boots a built image under qemu.
 //! Runs in: a user's shell on the build host.
 
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use kiln::debian::Debian;
 use kiln::output::{self, Format};
 use kiln::package::Package;
-use kiln::{assemble, defaults, pkgbuild, source, Input};
+use kiln::{assemble, defaults, pkgbuild, qemu, source, Input};
+
+/// `kiln run`'s exit status when the timeout stopped the VM (as timeout(1) has it).
+const TIMED_OUT: u8 = 124;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,6 +63,26 @@ enum Command {
         #[arg(required = true, value_name = "FILE.yml")]
         files: Vec<String>,
     },
+    /// Boot an image `kiln build` wrote (OUT/NAME: NAME-vmlinux or NAME-kernel,
+    /// NAME-initrd.img, NAME-cmdline) under qemu, the console on this terminal. Exits 0 when
+    /// the guest powers off, V when it writes V to the debug-exit port (0xf4), 124 at the timeout.
+    Run {
+        /// Memory in MiB.
+        #[arg(long, default_value_t = 512, value_name = "MIB")]
+        mem: u32,
+        /// A raw disk image, attached as a virtio block device (repeat for more).
+        #[arg(long, value_name = "FILE")]
+        disk: Vec<PathBuf>,
+        /// Seconds until the VM is stopped.
+        #[arg(long, default_value_t = 600, value_name = "S")]
+        timeout: u64,
+        /// qemu's accelerator: `tcg`, or `kvm` where the host has it.
+        #[arg(long, default_value = "tcg")]
+        accel: String,
+        /// The image: the output directory and the name given to `kiln build`.
+        #[arg(value_name = "OUT/NAME")]
+        image: PathBuf,
+    },
     /// Packages: folders with a build.yml that make an image without Docker.
     #[command(subcommand)]
     Pkg(Pkg),
@@ -98,12 +122,57 @@ fn main() -> ExitCode {
             cache,
             files,
         } => build(&files, &dir, name, format, cache),
+        Command::Run {
+            mem,
+            disk,
+            timeout,
+            accel,
+            image,
+        } => run(&image, mem, disk, timeout, accel),
         Command::Pkg(Pkg::Build {
             force,
             cache,
             packages,
         }) => pkg_build(&packages, force, cache),
         Command::Pkg(Pkg::ShowTag { packages }) => pkg_show_tag(&packages),
+    }
+}
+
+fn run(image: &Path, mem: u32, disks: Vec<PathBuf>, timeout: u64, accel: String) -> ExitCode {
+    let machine = qemu::Machine::built(image).map(|machine| qemu::Machine {
+        memory_mb: mem,
+        disks,
+        accel,
+        timeout: Duration::from_secs(timeout),
+        ..machine
+    });
+    let outcome = machine.and_then(|machine| machine.run(&qemu::Console::Inherit));
+    let name = image.display();
+    match outcome {
+        Ok(qemu::Outcome::PoweredOff) => ExitCode::SUCCESS,
+        Ok(qemu::Outcome::Reported(value)) => {
+            eprintln!("kiln run: {name}: the guest reported failure {value}");
+            ExitCode::from(value)
+        }
+        Ok(qemu::Outcome::Failed(code)) => {
+            eprintln!("kiln run: {name}: {} exited with {code}", qemu::QEMU);
+            ExitCode::FAILURE
+        }
+        Ok(qemu::Outcome::Signalled(signal)) => {
+            eprintln!(
+                "kiln run: {name}: {} was killed by signal {signal}",
+                qemu::QEMU
+            );
+            ExitCode::FAILURE
+        }
+        Ok(qemu::Outcome::TimedOut) => {
+            eprintln!("kiln run: {name}: still running after {timeout} s; stopped");
+            ExitCode::from(TIMED_OUT)
+        }
+        Err(err) => {
+            eprintln!("kiln run: {name}: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Writing an assembled image into the output directory in one of the formats: `tar` (the
 //! whole root filesystem, `boot/` included, as `NAME.tar`) or `kernel+initrd` (`NAME-kernel`,
-//! `NAME-initrd.img` as a gzip newc cpio, `NAME-cmdline`, as LinuxKit writes them). Files are
+//! `NAME-initrd.img` as a gzip newc cpio, `NAME-cmdline`, as LinuxKit writes them, and
+//! `NAME-vmlinux`, the ELF kernel, when the kernel image has one). Files are
 //! written into a temporary directory inside the output directory and renamed into place
 //! only when all of them are complete; on failure nothing is left behind.
 //! Runs in: `kiln build` on the build host. Writes only in the output directory.
@@ -57,7 +58,7 @@ pub fn write(assembly: &Assembly, dir: &Path, name: &str, format: Format) -> Res
             let Some(kernel) = &assembly.kernel else {
                 bail!("the kernel+initrd format needs a `kernel` section naming an image");
             };
-            vec![
+            let mut files: Vec<(String, Writer<'_>)> = vec![
                 (
                     format!("{name}-kernel"),
                     Box::new(move |out: &mut dyn Write| Ok(out.write_all(kernel)?)),
@@ -74,7 +75,14 @@ pub fn write(assembly: &Assembly, dir: &Path, name: &str, format: Format) -> Res
                     format!("{name}-cmdline"),
                     Box::new(|out: &mut dyn Write| Ok(out.write_all(assembly.cmdline.as_bytes())?)),
                 ),
-            ]
+            ];
+            if let Some(elf) = &assembly.vmlinux {
+                files.push((
+                    format!("{name}-vmlinux"),
+                    Box::new(move |out: &mut dyn Write| Ok(out.write_all(elf)?)),
+                ));
+            }
+            files
         }
     };
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -99,6 +107,16 @@ pub fn write(assembly: &Assembly, dir: &Path, name: &str, format: Format) -> Res
         fs::rename(staging.path().join(file), &target)
             .with_context(|| format!("cannot move {} into place", target.display()))?;
         written.push(target);
+    }
+    if format == Format::KernelInitrd && assembly.vmlinux.is_none() {
+        // One left by an earlier build would be booted in place of this kernel.
+        let stale = dir.join(format!("{name}-vmlinux"));
+        match fs::remove_file(&stale) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(err).with_context(|| format!("cannot remove {}", stale.display()));
+            }
+            _ => {}
+        }
     }
     Ok(written)
 }

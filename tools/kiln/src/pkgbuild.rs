@@ -18,6 +18,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::container::LABEL;
 use crate::debian::{Debian, Record};
+use crate::defaults;
 use crate::fstree::{self, Kind, Node, Tree};
 use crate::hostdir;
 use crate::kernel;
@@ -245,9 +246,9 @@ fn contents(
                     .ok_or_else(|| anyhow!("{}: `{name}` was not looked up", at("kernel")))?;
                 progress(&format!("converting the kernel {name}"));
                 let files = kernel::build(debian, records).with_context(|| at("kernel"))?;
-                tree.put("kernel", Node::file(files.kernel, 0o644));
-                tree.put("kernel.tar", Node::file(files.kernel_tar, 0o644));
-                tree.put("vmlinux", Node::file(files.vmlinux, 0o644));
+                tree.put(defaults::KERNEL_BINARY, Node::file(files.kernel, 0o644));
+                tree.put(defaults::KERNEL_TAR, Node::file(files.kernel_tar, 0o644));
+                tree.put(defaults::KERNEL_ELF, Node::file(files.vmlinux, 0o644));
             }
             Step::Directory { path, mode } => tree.put(&key_of(&path), Node::dir(mode)),
             Step::Symlink { path, target } => tree.put(&key_of(&path), Node::symlink(target)),

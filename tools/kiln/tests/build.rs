@@ -64,11 +64,18 @@ fn images(dir: &Path) {
     let modules = kiln::archive::write_tar(&modules, Vec::new()).expect("modules tar");
     let mut kernel = Tree::new();
     file(&mut kernel, "kernel", "vmlinux bytes");
+    file(&mut kernel, "vmlinux", "\x7fELF kernel");
     kernel.put("kernel.tar", Node::file(modules, 0o644));
     Layout::create(&dir.join("kernel"))
         .expect("layout")
         .put_image("kernel", &[kernel], Config::default())
         .expect("kernel image");
+    let mut bzimage_only = Tree::new();
+    file(&mut bzimage_only, "kernel", "bzImage");
+    Layout::create(&dir.join("bzimage"))
+        .expect("layout")
+        .put_image("bzimage", &[bzimage_only], Config::default())
+        .expect("bzimage image");
 
     let mut tool = Tree::new();
     file(&mut tool, "bin/tool", "tool");
@@ -346,6 +353,7 @@ fn builds_are_reproducible_and_kernel_initrd_is_written() {
         "image-kernel",
         "image-initrd.img",
         "image-cmdline",
+        "image-vmlinux",
         "image.tar",
     ] {
         let a = fs::read(dir.join("a").join(file)).expect(file);
@@ -395,9 +403,30 @@ fn builds_are_reproducible_and_kernel_initrd_is_written() {
             "image-cmdline",
             "image-initrd.img",
             "image-kernel",
+            "image-vmlinux",
             "image.tar"
         ]
     );
+    assert_eq!(
+        fs::read(dir.join("a/image-vmlinux")).expect("vmlinux"),
+        b"\x7fELF kernel",
+        "the kernel image's ELF, for a quick boot"
+    );
+    // A later build whose kernel image has no ELF removes the old one: `kiln run` would boot it.
+    fs::write(
+        dir.join("bz.yml"),
+        "kernel:\n  image: oci:bzimage\ninit: [oci:init]\n",
+    )
+    .expect("manifest");
+    succeed(kiln(
+        &dir,
+        &["build", "-o", "a", "--name", "image", "bz.yml"],
+    ));
+    assert_eq!(
+        fs::read(dir.join("a/image-kernel")).expect("kernel"),
+        b"bzImage"
+    );
+    assert!(!dir.join("a/image-vmlinux").exists());
 }
 
 /// Runs a failing build into `out` and returns its error output; `out` must stay empty.
