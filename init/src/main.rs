@@ -1,7 +1,8 @@
 //! `/init`: PID 1 of every Kiln image. It moves an initramfs root to a tmpfs, sets up the system
 //! as LinuxKit's rc.init does, runs /etc/init.d, starts the supervisor (`service system-init`)
 //! and keeps it alive, reaps every orphan, and on SIGUSR2, SIGTERM, SIGUSR1 or ctrl-alt-del
-//! shuts down: poweroff, reboot or halt.
+//! shuts down: poweroff, reboot or halt. Run by the kernel as `/init -q -- NAME`, it loads
+//! that module (init is the kernel's module helper) and exits.
 //! Runs in: the image as PID 1 (the system's init), or in userspace mode when it is not PID 1
 //! or /proc is already mounted (a container or a test's namespaces): then it is a child
 //! subreaper, leaves mounts, devices, modules and the network alone, and exits after shutdown.
@@ -29,7 +30,20 @@ use crate::reaper::Signals;
 use crate::shutdown::Action;
 use crate::supervisor::Supervisor;
 
+/// Where init is on every image; the kernel runs it from there as its module helper.
+const INIT_PATH: &str = "/init";
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(module) = modules::helper_request(&args) {
+        return match modules::autoload(module) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                say!("modules: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let system = nix::unistd::getpid().as_raw() == 1 && !Path::new("/proc/self").exists();
     let signals = match Signals::new() {
         Ok(signals) => signals,
@@ -75,6 +89,7 @@ fn start_system() {
         say!("route ctrl-alt-del to init: {err}");
     }
     modules::load_listed();
+    modules::become_kernel_helper(INIT_PATH);
     if let Err(err) = loopback::bring_up() {
         say!("bring up lo: {err}");
     }

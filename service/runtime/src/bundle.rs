@@ -175,9 +175,11 @@ fn known_filesystems() -> HashSet<String> {
         .collect()
 }
 
-/// The cgroups path the container gets: `linux.cgroupsPath`, or `<parent>/<id>`. It must be
-/// absolute, below the root, and must not hold the runtime's own cgroup: deleting a container
-/// kills every process in its cgroup.
+/// The cgroups path the container gets: `linux.cgroupsPath`, or `<parent>/<id>`. A relative
+/// path is taken from the cgroup root, as LinuxKit images get it (`podruntime/docker` is
+/// `/podruntime/docker` on a LinuxKit system, whose runtimes run in the root cgroup). It must
+/// be below the root and must not hold the runtime's own cgroup: deleting a container kills
+/// every process in its cgroup.
 fn cgroups_path(spec: &Spec, id: &str, cgroup_parent: &str) -> Result<PathBuf, Problem> {
     let field = "linux.cgroupsPath";
     let path = spec
@@ -186,12 +188,7 @@ fn cgroups_path(spec: &Spec, id: &str, cgroup_parent: &str) -> Result<PathBuf, P
         .and_then(|linux| linux.cgroups_path().clone())
         .filter(|path| !path.as_os_str().is_empty())
         .unwrap_or_else(|| Path::new(cgroup_parent).join(id));
-    if !path.is_absolute() {
-        return Err(Problem::new(
-            field,
-            format!("`{}` is not an absolute path", path.display()),
-        ));
-    }
+    let path = Path::new("/").join(path);
     if path
         .components()
         .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
@@ -223,4 +220,55 @@ fn cgroups_path(spec: &Spec, id: &str, cgroup_parent: &str) -> Result<PathBuf, P
         }
     }
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxBuilder, SpecBuilder};
+
+    fn with_path(path: &str) -> Spec {
+        SpecBuilder::default()
+            .linux(
+                LinuxBuilder::default()
+                    .cgroups_path(PathBuf::from(path))
+                    .build()
+                    .expect("linux"),
+            )
+            .build()
+            .expect("spec")
+    }
+
+    #[test]
+    fn a_relative_cgroups_path_starts_at_the_cgroup_root() {
+        assert_eq!(
+            cgroups_path(&with_path("podruntime/docker"), "c", "/kiln"),
+            Ok(PathBuf::from("/podruntime/docker"))
+        );
+        assert_eq!(
+            cgroups_path(&with_path("/kiln-test/a"), "c", "/kiln"),
+            Ok(PathBuf::from("/kiln-test/a"))
+        );
+        assert_eq!(
+            cgroups_path(&with_path(""), "c", "/kiln"),
+            Ok(PathBuf::from("/kiln/c"))
+        );
+    }
+
+    #[test]
+    fn without_a_path_the_parent_must_not_be_the_root() {
+        let problem = cgroups_path(&with_path(""), "", "/").expect_err("the root");
+        assert!(problem.to_string().contains("root cgroup"), "{problem}");
+    }
+
+    #[test]
+    fn the_root_and_dot_dot_are_refused() {
+        for path in ["/", "a/../..", "../x"] {
+            let problem = cgroups_path(&with_path(path), "c", "/kiln").expect_err(path);
+            assert!(
+                problem.to_string().contains("linux.cgroupsPath"),
+                "{problem}"
+            );
+        }
+    }
 }

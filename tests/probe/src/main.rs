@@ -58,6 +58,8 @@ fn main() -> ExitCode {
     let deadline = Instant::now() + Duration::from_secs(cli.within);
     let (mut passed, mut failed) = (0_u32, 0_u32);
     for (text, check) in cli.checks.iter().zip(checks) {
+        // One line per check, whatever its text holds.
+        let text = text.replace('\n', "\\n").replace('\t', "\\t");
         let result = check.and_then(|check| check.until(deadline, RETRY));
         match result {
             Ok(()) => {
@@ -90,9 +92,13 @@ fn end(console: &mut Console, failed: u32) {
         let err = port::exit(u8::try_from(failed).unwrap_or(u8::MAX));
         console.line(&format!("PROBE ERROR {err}; powering off instead"));
     }
-    if let Err(err) = kill(Pid::from_raw(1), Signal::SIGUSR2) {
-        console.line(&format!(
+    match kill(Pid::from_raw(1), Signal::SIGUSR2) {
+        // Stays until the shutdown stops it, so no restart policy starts it again meanwhile.
+        Ok(()) => loop {
+            nix::unistd::pause();
+        },
+        Err(err) => console.line(&format!(
             "PROBE ERROR cannot signal init (SIGUSR2 to pid 1; the probe needs pid: host): {err}"
-        ));
+        )),
     }
 }

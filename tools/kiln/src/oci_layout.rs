@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::{
     Arch, Config, Descriptor, Digest, ImageConfiguration, ImageIndex, ImageManifestBuilder,
     MediaType, Os, RootFs, SCHEMA_VERSION,
@@ -45,6 +46,28 @@ pub fn lookup(dir: &Path, name: &str) -> Result<Option<Descriptor>> {
         .iter()
         .find(|entry| ref_name(entry) == Some(name))
         .cloned())
+}
+
+/// The file a layout's writers lock (flock) beside `index.json`.
+const LOCK_FILE: &str = ".kiln-lock";
+
+/// Takes the exclusive lock on the layout at `dir` (creating the directory), held until the
+/// guard is dropped: builds that may run at once (two `kiln build`s wanting the same package)
+/// hold it from looking an image up to naming it in `index.json`, so neither loses the
+/// other's entry and the second finds the image the first made. A second lock in the same
+/// process waits for ever: take it once, around the whole update.
+pub fn lock(dir: &Path) -> Result<Flock<fs::File>> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| anyhow::Error::from(errno))
+        .with_context(|| format!("cannot lock {}", path.display()))
 }
 
 /// An OCI image layout directory.

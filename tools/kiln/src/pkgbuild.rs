@@ -126,6 +126,7 @@ pub fn build(
     let inputs = Inputs::of(package, debian)?;
     let reference = reference(package, &inputs);
     let name = cache_name(&reference)?;
+    let _lock = oci_layout::lock(cache)?;
     if !force {
         if let Some(descriptor) = oci_layout::lookup(cache, &name)? {
             return Ok(Built {

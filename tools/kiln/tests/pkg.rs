@@ -1,7 +1,8 @@
 //! `kiln pkg build` and `show-tag` through the binary: a package made of its own files, a
 //! binary of this workspace and a Debian package lands in the cache under its tag with exactly
 //! those contents and its label; building again changes nothing; a changed file changes the
-//! tag; and a missing file or an unknown Debian package fails clearly without a cache entry.
+//! tag; a missing file or an unknown Debian package fails clearly without a cache entry; and
+//! two builds at once make a package once.
 //! Then the packages in pkg/ and the examples in yml/: each example builds from them, and the
 //! kernel package holds modules.dep and an ELF kernel.
 //! Runs on a Debian build host with apt's index (`tools/dev setup`); fetched `.deb` files are
@@ -217,6 +218,42 @@ fn a_missing_file_or_an_unknown_deb_fails_without_a_cache_entry() {
         "{err}"
     );
     assert!(err.contains("contents: a package needs contents"), "{err}");
+}
+
+#[test]
+fn two_builds_at_once_make_a_package_once() {
+    let cache = tempfile::tempdir().expect("cache");
+    let twice = package(
+        "twice",
+        "image: twice\ncontents:\n  - deb: busybox-static\n    keep: [/bin/busybox]\n  - applets: /bin/busybox\n",
+    );
+    let start = || {
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["pkg", "build", twice.path().to_str().expect("utf-8")])
+            .env("KILN_CACHE", cache.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run kiln")
+    };
+    let (first, second) = (start(), start());
+    let outputs = [first, second].map(|child| child.wait_with_output().expect("wait for kiln"));
+    for output in &outputs {
+        assert!(output.status.success(), "{}", text(&output.stderr));
+    }
+    assert_eq!(outputs[0].stdout, outputs[1].stdout, "the same reference");
+    let built = outputs
+        .iter()
+        .filter(|output| text(&output.stderr).contains("building kiln/twice:"))
+        .count();
+    assert_eq!(
+        built,
+        1,
+        "the second waits for the first and finds its image: {}\n{}",
+        text(&outputs[0].stderr),
+        text(&outputs[1].stderr)
+    );
+    assert_eq!(index_names(cache.path()).matches("kiln/twice:").count(), 1);
 }
 
 #[test]
