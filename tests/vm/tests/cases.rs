@@ -119,13 +119,15 @@ fn runtime_json_makes_cgroups_directories_and_mounts() {
 }
 
 #[test]
-fn services_example_connects_a_veth_pair_across_namespaces() {
+fn the_example_connects_a_veth_pair_across_namespaces() {
     let console = boot(
-        "services",
-        &["yml/services.yml", "tests/vm/cases/services.yml"],
+        "example",
+        &["yml/example.yml", "tests/vm/cases/example.yml"],
         4,
     );
+    console.assert_printed("onboot 000-sysctl: exited with status 0");
     console.assert_printed("service: web: running");
+    console.assert_printed("service: getty: running");
 }
 
 #[test]
