@@ -7,20 +7,12 @@
 //! Runs on the host as root or any user that can run qemu and write the image cache; cases run
 //! in parallel (cargo's test threads). Packages are built into the user's cache on first use.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vm::release_binary;
+use vm::{release_binary, workspace};
 
 /// Seconds a case's VM may run.
 const TIMEOUT: &str = "240";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
 
 /// What a booted case printed.
 struct Console(String);
