@@ -241,13 +241,11 @@ impl Run {
             .collect()
     }
 
-    /// Panics, showing the console, unless `text` was printed.
-    pub fn assert_printed(&self, text: &str) {
-        assert!(
-            self.console.contains(text),
-            "`{text}` not on the console:\n{}",
-            self.console
-        );
+    /// Where `text` was first printed; panics, showing the console, unless it was.
+    pub fn assert_printed(&self, text: &str) -> usize {
+        self.console
+            .find(text)
+            .unwrap_or_else(|| panic!("`{text}` not on the console:\n{}", self.console))
     }
 }
 

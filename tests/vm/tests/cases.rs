@@ -9,25 +9,14 @@
 
 use std::process::Command;
 
-use vm::{release_binary, workspace};
+use vm::{release_binary, workspace, Outcome, Run};
 
 /// Seconds a case's VM may run.
 const TIMEOUT: &str = "240";
 
-/// What a booted case printed.
-struct Console(String);
-
-impl Console {
-    fn assert_printed(&self, text: &str) -> usize {
-        self.0
-            .find(text)
-            .unwrap_or_else(|| panic!("`{text}` not on the console:\n{}", self.0))
-    }
-}
-
 /// Builds `manifests` (paths from the workspace root) as image `name`, boots it with `kiln
 /// run`, and asserts the probe ran `checks` checks, all passed, and the VM powered off.
-fn boot(name: &str, manifests: &[&str], checks: usize) -> Console {
+fn boot(name: &str, manifests: &[&str], checks: usize) -> Run {
     let root = workspace();
     let out = tempfile::tempdir().expect("output directory");
     let kiln = release_binary("kiln");
@@ -68,7 +57,10 @@ fn boot(name: &str, manifests: &[&str], checks: usize) -> Console {
         Some(0),
         "{name}: the VM did not power off cleanly:\n{console}\n{stderr}"
     );
-    Console(console)
+    Run {
+        outcome: Outcome::PoweredOff,
+        console,
+    }
 }
 
 #[test]

@@ -132,8 +132,8 @@ impl Machine {
     }
 
     /// The kernel command line qemu passes: the image's words, the serial console unless the
-    /// image names a console, the TSC frequency and the quick-boot words.
-    pub fn append(&self) -> String {
+    /// image names a console, the TSC frequency `tsc_khz` when known and the quick-boot words.
+    pub fn append(&self, tsc_khz: Option<u64>) -> String {
         let mut words: Vec<String> = Vec::new();
         if !self
             .cmdline
@@ -143,15 +143,10 @@ impl Machine {
             words.push("console=ttyS0".to_owned());
         }
         words.extend(self.cmdline.split_whitespace().map(str::to_owned));
-        if let Some(khz) = tsc_khz() {
+        if let Some(khz) = tsc_khz {
             words.push(format!("tsc_early_khz={khz}"));
         }
-        words.push(
-            QUICK_CMDLINE
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        words.extend(QUICK_CMDLINE.split_whitespace().map(str::to_owned));
         if !words.iter().any(|w| w.starts_with("panic=")) {
             // A kernel panic ends the run instead of hanging until the timeout.
             words.push("panic=-1".to_owned());
@@ -163,11 +158,8 @@ impl Machine {
     pub fn command(&self, interactive: bool) -> Command {
         let mut command = Command::new(QEMU);
         // microvm needs the TSC frequency; where /proc/cpuinfo gives none, q35 boots anyway.
-        let machine = if tsc_khz().is_some() {
-            "microvm"
-        } else {
-            "q35"
-        };
+        let khz = tsc_khz();
+        let machine = if khz.is_some() { "microvm" } else { "q35" };
         command
             .args(["-accel", &self.accel, "-M", machine])
             .args(["-no-reboot", "-nodefaults", "-no-user-config"])
@@ -179,7 +171,7 @@ impl Machine {
             .arg(&self.kernel)
             .arg("-initrd")
             .arg(&self.initrd)
-            .args(["-append", &self.append()]);
+            .args(["-append", &self.append(khz)]);
         let device = if machine == "microvm" {
             "virtio-blk-device"
         } else {
@@ -285,12 +277,17 @@ mod tests {
     #[test]
     fn the_command_line_keeps_the_images_words_and_adds_what_booting_needs() {
         let mut machine = Machine::new("k".into(), "i".into(), "console=hvc0 quiet".into());
-        let append = machine.append();
+        let append = machine.append(Some(2_596_136));
         assert!(append.starts_with("console=hvc0 quiet "), "{append}");
+        assert!(
+            append.contains(" tsc_early_khz=2596136 cryptomgr.notests "),
+            "{append}"
+        );
         assert!(!append.contains("ttyS0"), "{append}");
         assert!(append.contains("panic=-1"), "{append}");
         machine.cmdline = "quiet panic=5".into();
-        let append = machine.append();
+        let append = machine.append(None);
+        assert!(!append.contains("tsc_early_khz"), "{append}");
         assert!(
             append.starts_with("console=ttyS0 quiet panic=5"),
             "{append}"
