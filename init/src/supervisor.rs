@@ -1,6 +1,8 @@
 //! Keeping `service system-init` alive: init starts it once the early set-up is done and starts
 //! it again whenever it ends, after a delay that doubles from 1 s to 30 s and falls back to 1 s
 //! once a run has lasted a minute. The supervisor re-adopts or restarts the services itself.
+//! An exit with status 0 is the end of a shutdown the operator asked for (`service shutdown`,
+//! every service stopped): that one is not restarted.
 //! Runs in: PID 1's main loop, which reaps the supervisor like any other child and tells this
 //! module about it.
 //! The command is `/usr/bin/service system-init`, or the words of `$KILN_SUPERVISOR` (for
@@ -100,6 +102,10 @@ impl Supervisor {
             other => format!("ended ({other:?})"),
         };
         say!("{} {how}", self.name());
+        if matches!(status, WaitStatus::Exited(_, 0)) && !stopping {
+            say!("the services were shut down on request: not restarting the supervisor");
+            return true;
+        }
         if !stopping {
             if now.duration_since(self.started) >= STABLE {
                 self.delay = FIRST_DELAY;
@@ -162,6 +168,18 @@ mod tests {
         let later = now + STABLE;
         assert!(sup.reaped(Pid::from_raw(42), killed, later, false));
         assert_eq!((sup.restart_at().unwrap() - later).as_secs(), 1);
+    }
+
+    #[test]
+    fn a_clean_exit_is_not_restarted() {
+        let mut sup = supervisor();
+        let status = WaitStatus::Exited(Pid::from_raw(42), 0);
+        assert!(sup.reaped(Pid::from_raw(42), status, Instant::now(), false));
+        assert!(sup.restart_at().is_none());
+        let mut sup = supervisor();
+        let status = WaitStatus::Exited(Pid::from_raw(42), 1);
+        assert!(sup.reaped(Pid::from_raw(42), status, Instant::now(), false));
+        assert!(sup.restart_at().is_some(), "a failure is restarted");
     }
 
     #[test]

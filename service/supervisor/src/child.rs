@@ -19,6 +19,9 @@ use tokio::io::Interest;
 pub enum Exit {
     Code(i32),
     Signal(Signal),
+    /// It ended, but how is not known: it was adopted from an earlier supervisor, so its exit
+    /// status went to PID 1.
+    Unknown,
 }
 
 impl Exit {
@@ -32,6 +35,7 @@ impl fmt::Display for Exit {
         match self {
             Self::Code(code) => write!(f, "exited with status {code}"),
             Self::Signal(signal) => write!(f, "killed by {}", signal.as_str()),
+            Self::Unknown => f.write_str("ended (status unknown: adopted)"),
         }
     }
 }
@@ -41,11 +45,17 @@ impl fmt::Display for Exit {
 pub struct Child {
     pid: Pid,
     pidfd: AsyncFd<std::os::fd::OwnedFd>,
+    /// A child of this process (reaped here), not one adopted from an earlier supervisor.
+    own: bool,
 }
 
 impl Child {
     /// Starts watching child `pid`. Must be called inside a tokio runtime.
     pub fn new(pid: Pid) -> io::Result<Self> {
+        Self::watch(pid, true)
+    }
+
+    fn watch(pid: Pid, own: bool) -> io::Result<Self> {
         let raw = rustix::process::Pid::from_raw(pid.as_raw())
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("pid {pid}")))?;
         let pidfd = pidfd_open(raw, PidfdFlags::NONBLOCK)
@@ -54,14 +64,15 @@ impl Child {
         // it while registered; it is deregistered when the AsyncFd drops, before the fd closes.
         #[allow(unsafe_code, reason = "tokio's fd registration is unsafe; see SAFETY")]
         let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE)? };
-        Ok(Self { pid, pidfd })
+        Ok(Self { pid, pidfd, own })
     }
 
     pub fn pid(&self) -> Pid {
         self.pid
     }
 
-    /// Waits until the child exits and reaps it; `None` if `deadline` passed first (the child
+    /// Waits until the child exits and reaps it (an adopted one is not ours to reap: its exit
+    /// is [`Exit::Unknown`]); `None` if `deadline` passed first (the child
     /// is then left running and unreaped).
     pub async fn wait(&self, deadline: Option<Duration>) -> io::Result<Option<Exit>> {
         let exited = self.pidfd.readable();
@@ -71,6 +82,9 @@ impl Child {
                 Err(_elapsed) => return Ok(None),
             },
             None => drop(exited.await?),
+        }
+        if !self.own {
+            return Ok(Some(Exit::Unknown));
         }
         self.reap().map(Some)
     }

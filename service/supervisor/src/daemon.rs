@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
@@ -27,16 +27,19 @@ use spec::layout::{Layout, Section};
 use spec::Runtime;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot::Sender as ReplyTo;
 use tokio::task::JoinHandle;
 
 use crate::child::Exit;
+use crate::control::{self, Control, Reply};
 use crate::launch::{self, Launched};
 use crate::lifecycle::{Action, Event, Lifecycle, Policy, State};
 use crate::logfile::{self, LogFile};
 use crate::notify;
 use crate::oneshot;
 use crate::order::Order;
-use crate::ring::{Ring, Stream};
+use crate::protocol::{epoch_secs, Answer, ExecTarget, LogLine, Request, ServiceInfo};
+use crate::ring::{self, Ring, Stream};
 use crate::volumes;
 
 /// How long the output of a run that ended is awaited before it is reported.
@@ -49,6 +52,12 @@ const BOOTED_MARKER: &str = ".booted";
 
 /// How often a declared ready file is looked for.
 const READY_POLL: Duration = Duration::from_millis(50);
+
+/// How many log lines `service status` shows.
+const STATUS_LINES: usize = 10;
+
+/// How long the answer to `shutdown` is given to reach its client before the daemon ends.
+const LAST_ANSWER_GRACE: Duration = Duration::from_secs(2);
 
 /// Where the daemon finds bundles and writes logs.
 #[derive(Debug, Clone)]
@@ -64,6 +73,8 @@ pub struct Config {
     pub log_keep: usize,
     /// Where each service with `ready.notify` gets its notify socket (`NAME/notify.sock`).
     pub notify_dir: PathBuf,
+    /// The control socket (`/run/service.sock`).
+    pub socket: PathBuf,
 }
 
 /// Runs the daemon until SIGTERM has been handled.
@@ -107,6 +118,22 @@ struct Service {
     output: Vec<JoinHandle<()>>,
     /// The run failed: its last lines go to the event log once its output is read.
     report_output: bool,
+    /// When it entered its current state.
+    since: SystemTime,
+    /// Why it could not be started, until it is.
+    problem: Option<String>,
+}
+
+/// A `start`, `stop` or `restart` waiting for the service to get where it was sent.
+#[derive(Debug)]
+struct Pending {
+    name: String,
+    /// The answer is due once the service's generation is at least this (a start has been
+    /// made) and it is neither starting nor stopping.
+    generation: u64,
+    /// Whether the request succeeded if it then runs (start, restart) or is stopped (stop).
+    want_running: bool,
+    reply: ReplyTo<Reply>,
 }
 
 struct Daemon {
@@ -117,6 +144,13 @@ struct Daemon {
     events: EventLog,
     sender: UnboundedSender<Message>,
     receiver: UnboundedReceiver<Message>,
+    controls: UnboundedReceiver<Control>,
+    control_sender: UnboundedSender<Control>,
+    pending: Vec<Pending>,
+    /// Set once shutdown has begun: only requests that look are served.
+    shutting_down: bool,
+    /// Who asked for the shutdown, to be told when it is done.
+    shutdown_reply: Option<ReplyTo<Reply>>,
 }
 
 impl Daemon {
@@ -129,6 +163,7 @@ impl Daemon {
         })?;
         let events = EventLog::open(&config.log_dir.join("service.log"))?;
         let (sender, receiver) = unbounded_channel();
+        let (control_sender, controls) = unbounded_channel();
         Ok(Self {
             config,
             helper,
@@ -137,6 +172,11 @@ impl Daemon {
             events,
             sender,
             receiver,
+            controls,
+            control_sender,
+            pending: Vec::new(),
+            shutting_down: false,
+            shutdown_reply: None,
         })
     }
 
@@ -149,24 +189,299 @@ impl Daemon {
                     return ExitCode::FAILURE;
                 }
             };
+        // Requests wait in the channel until the event loop runs.
+        let listener = match control::listen(&self.config.socket, self.control_sender.clone()) {
+            Ok(listener) => Some(listener),
+            Err(err) => {
+                self.events.line(&format!("control socket: {err}"));
+                None
+            }
+        };
         self.boot_once().await;
         self.load_services();
         self.start_ready_dependents();
         loop {
             tokio::select! {
                 Some(message) = self.receiver.recv() => self.dispatch(message).await,
+                Some(control) = self.controls.recv() => {
+                    if self.control(control).await {
+                        self.events.line("shutdown requested: shutting down");
+                        break;
+                    }
+                }
                 _ = chld.recv() => self.reap_orphans(),
-                _ = term.recv() => break,
+                _ = term.recv() => {
+                    self.events.line("SIGTERM: shutting down");
+                    break;
+                }
             }
         }
-        self.events.line("SIGTERM: shutting down");
+        self.shutting_down = true;
         let paths = self.oneshot_paths(Section::Onshutdown);
         oneshot::run_section(Section::Onshutdown, &paths, &self.helper).await;
         self.stop_all(&mut chld).await;
         // The boot is over: a supervisor started after this clean stop begins again.
         let _ = fs::remove_file(self.booted_marker());
         self.events.line("all services stopped");
+        if let Some(listener) = listener {
+            listener.abort();
+            let _ = fs::remove_file(&self.config.socket);
+        }
+        if let Some(reply) = self.shutdown_reply.take() {
+            let (written, done) = tokio::sync::oneshot::channel();
+            let answer = Answer::ok();
+            if reply.send(Reply::Final { answer, written }).is_ok() {
+                let _ = tokio::time::timeout(LAST_ANSWER_GRACE, done).await;
+            }
+        }
         ExitCode::SUCCESS
+    }
+
+    /// Carries out a control request; returns whether it asks for shutdown.
+    async fn control(&mut self, control: Control) -> bool {
+        let Control { request, reply } = control;
+        let looks = matches!(
+            request,
+            Request::List | Request::Status { .. } | Request::Logs { .. }
+        );
+        if self.shutting_down && !looks {
+            let _ = reply.send(Reply::Answer(Answer::error(
+                "the supervisor is shutting down: only list, status and logs are served",
+            )));
+            return false;
+        }
+        let answer = match request {
+            Request::List => Answer {
+                services: Some(
+                    self.services
+                        .keys()
+                        .map(|name| self.info(name))
+                        .collect::<Option<_>>()
+                        .unwrap_or_default(),
+                ),
+                ..Answer::ok()
+            },
+            Request::Status { name } => match self.known(&name) {
+                Ok(service) => Answer {
+                    lines: Some(
+                        service
+                            .ring
+                            .last(STATUS_LINES, 0)
+                            .iter()
+                            .map(LogLine::from)
+                            .collect(),
+                    ),
+                    service: self.info(&name),
+                    ..Answer::ok()
+                },
+                Err(err) => Answer::error(err),
+            },
+            Request::Start { name } => {
+                return self.change(name, Event::StartRequested, reply).await
+            }
+            Request::Stop { name } => return self.change(name, Event::StopRequested, reply).await,
+            Request::Restart { name } => {
+                return self.change(name, Event::RestartRequested, reply).await
+            }
+            Request::Kill { name, signal } => self.kill(&name, &signal),
+            Request::Logs {
+                name,
+                lines,
+                follow,
+            } => match self.known(&name) {
+                Ok(service) => {
+                    let ring = service.ring.clone();
+                    let before = ring.next_seq();
+                    let lines = ring.last(lines.unwrap_or(ring::CAPACITY), 0);
+                    let from = lines.last().map_or(before, |line| line.seq + 1);
+                    let answer = Answer {
+                        lines: Some(lines.iter().map(LogLine::from).collect()),
+                        ..Answer::ok()
+                    };
+                    let reply_with = if follow {
+                        Reply::Follow { answer, ring, from }
+                    } else {
+                        Reply::Answer(answer)
+                    };
+                    let _ = reply.send(reply_with);
+                    return false;
+                }
+                Err(err) => Answer::error(err),
+            },
+            Request::Exec { name } => match self.known(&name) {
+                Ok(service) => match service.pid {
+                    Some(pid) => Answer {
+                        exec: Some(ExecTarget {
+                            root: self.helper.runtime().root().to_owned(),
+                            id: name,
+                            pid: pid.as_raw(),
+                        }),
+                        ..Answer::ok()
+                    },
+                    None => Answer::error(format!(
+                        "{name} is not running ({})",
+                        service.lifecycle.state()
+                    )),
+                },
+                Err(err) => Answer::error(err),
+            },
+            Request::Shutdown => {
+                self.shutdown_reply = Some(reply);
+                return true;
+            }
+        };
+        let _ = reply.send(Reply::Answer(answer));
+        false
+    }
+
+    /// The service called `name`, or the error naming the services there are.
+    fn known(&self, name: &str) -> Result<&Service, String> {
+        self.services.get(name).ok_or_else(|| {
+            let names: Vec<&str> = self.services.keys().map(String::as_str).collect();
+            format!(
+                "no service `{name}` (services: {})",
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            )
+        })
+    }
+
+    fn info(&self, name: &str) -> Option<ServiceInfo> {
+        let service = self.services.get(name)?;
+        Some(ServiceInfo {
+            name: name.to_owned(),
+            state: service.lifecycle.state().to_string(),
+            pid: service.pid.map(Pid::as_raw),
+            since: epoch_secs(service.since),
+            uptime: service
+                .lifecycle
+                .up_since()
+                .map(|since| since.elapsed().as_secs_f64()),
+            restarts: service.lifecycle.restarts(),
+            last_exit: service.lifecycle.last_exit().map(Into::into),
+            depends_on: service.runtime.depends_on.clone(),
+            problem: service.problem.clone(),
+        })
+    }
+
+    /// `start`, `stop` or `restart`: feeds the request to the service's lifecycle and answers
+    /// once the service has got where it was sent (at once if it is there already).
+    async fn change(&mut self, name: String, event: Event, reply: ReplyTo<Reply>) -> bool {
+        let service = match self.known(&name) {
+            Ok(service) => service,
+            Err(err) => {
+                let _ = reply.send(Reply::Answer(Answer::error(err)));
+                return false;
+            }
+        };
+        let state = service.lifecycle.state();
+        let running = matches!(state, State::Running | State::Ready);
+        let generation = service.generation;
+        let starts = match event {
+            Event::StartRequested => !running,
+            Event::RestartRequested => true,
+            _ => false,
+        };
+        if starts && !running && state != State::Stopping {
+            let missing: Vec<String> = self
+                .order
+                .dependencies(&name)
+                .iter()
+                .filter(|dep| !self.dependency_up(dep))
+                .map(|dep| {
+                    let state = self
+                        .services
+                        .get(dep.as_str())
+                        .map_or(State::Failed, |dep| dep.lifecycle.state());
+                    format!("`{dep}` ({state})")
+                })
+                .collect();
+            if !missing.is_empty() {
+                let _ = reply.send(Reply::Answer(Answer::error(format!(
+                    "{name}: not started: dependsOn {}, not up: start {} first",
+                    missing.join(", "),
+                    if missing.len() == 1 { "it" } else { "them" }
+                ))));
+                return false;
+            }
+        }
+        self.pending.push(Pending {
+            name: name.clone(),
+            generation: if starts { generation + 1 } else { generation },
+            want_running: event != Event::StopRequested,
+            reply,
+        });
+        self.dispatch(Message {
+            name,
+            generation,
+            event,
+        })
+        .await;
+        self.answer_pending();
+        false
+    }
+
+    /// Answers every pending request whose service has got where it was sent.
+    fn answer_pending(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for request in pending {
+            let Some(service) = self.services.get(&request.name) else {
+                continue;
+            };
+            let state = service.lifecycle.state();
+            if service.generation < request.generation
+                || matches!(state, State::Starting | State::Stopping)
+            {
+                self.pending.push(request);
+                continue;
+            }
+            let running = matches!(state, State::Running | State::Ready);
+            let answer = if running == request.want_running {
+                Answer {
+                    service: self.info(&request.name),
+                    ..Answer::ok()
+                }
+            } else {
+                let why = service
+                    .problem
+                    .clone()
+                    .or_else(|| service.lifecycle.last_exit().map(|exit| exit.to_string()))
+                    .map_or(String::new(), |why| format!(": {why}"));
+                Answer {
+                    service: self.info(&request.name),
+                    ..Answer::error(format!("{}: {state}{why}", request.name))
+                }
+            };
+            let _ = request.reply.send(Reply::Answer(answer));
+        }
+    }
+
+    /// `kill NAME SIGNAL`: the signal to the service's init; what follows (an exit, a restart)
+    /// is the lifecycle's business.
+    fn kill(&self, name: &str, signal: &str) -> Answer {
+        let service = match self.known(name) {
+            Ok(service) => service,
+            Err(err) => return Answer::error(err),
+        };
+        let Some(signal) = spec::signal::parse(signal) else {
+            return Answer::error(format!("kill {name}: unknown signal `{signal}`"));
+        };
+        if service.pid.is_none() {
+            return Answer::error(format!(
+                "kill {name}: not running ({})",
+                service.lifecycle.state()
+            ));
+        }
+        match self.helper.runtime().kill(name, signal, false) {
+            Ok(()) => Answer {
+                service: self.info(name),
+                ..Answer::ok()
+            },
+            Err(err) => Answer::error(format!("kill {name}: {err}")),
+        }
     }
 
     /// Volumes and onboot, unless a supervisor that ran before this one (and ended without a
@@ -244,6 +559,8 @@ impl Daemon {
                     run_from: 0,
                     output: Vec::new(),
                     report_output: false,
+                    since: SystemTime::now(),
+                    problem: None,
                 },
             );
         }
@@ -258,21 +575,24 @@ impl Daemon {
             self.events.line(&format!("{name}: not started: {why}"));
             if let Some(service) = self.services.get_mut(&name) {
                 service.lifecycle = Lifecycle::failed(service.lifecycle.policy);
+                service.problem = Some(format!("not started: {why}"));
             }
         }
     }
 
+    /// Whether dependency `name` is up: running, or ready if it declares readiness.
+    fn dependency_up(&self, name: &str) -> bool {
+        self.services
+            .get(name)
+            .is_some_and(|dep| match dep.lifecycle.state() {
+                State::Ready => true,
+                State::Running => dep.runtime.ready.is_none(),
+                _ => false,
+            })
+    }
+
     /// Sends `DependenciesMet` to every waiting service whose dependencies are up.
     fn start_ready_dependents(&mut self) {
-        let satisfied = |name: &String, services: &BTreeMap<String, Service>| {
-            services
-                .get(name)
-                .is_some_and(|dep| match dep.lifecycle.state() {
-                    State::Ready => true,
-                    State::Running => dep.runtime.ready.is_none(),
-                    _ => false,
-                })
-        };
         let met: Vec<String> = self
             .order
             .start
@@ -285,7 +605,7 @@ impl Daemon {
                         .order
                         .dependencies(name)
                         .iter()
-                        .all(|dep| satisfied(dep, &self.services))
+                        .all(|dep| self.dependency_up(dep))
             })
             .cloned()
             .collect();
@@ -317,6 +637,9 @@ impl Daemon {
             let before = service.lifecycle.state();
             let actions = service.lifecycle.handle(event, Instant::now());
             let after = service.lifecycle.state();
+            if before != after {
+                service.since = SystemTime::now();
+            }
             if let Event::Exited(exit) = event {
                 // A run that ended on its own and failed: its last lines are reported.
                 if before != after && before != State::Stopping && !exit.success() {
@@ -333,6 +656,7 @@ impl Daemon {
                 self.start_ready_dependents();
             }
         }
+        self.answer_pending();
     }
 
     fn log_event(&mut self, name: &str, event: Event, before: State, after: State) {
@@ -367,11 +691,17 @@ impl Daemon {
                 match self.start(name, generation).await {
                     Ok(pid) => {
                         self.events.line(&format!("{name}: running, pid {pid}"));
+                        if let Some(service) = self.services.get_mut(name) {
+                            service.problem = None;
+                        }
                         Some(Event::Started)
                     }
                     Err((message, permanent)) => {
                         self.events
                             .line(&format!("{name}: failed to start: {message}"));
+                        if let Some(service) = self.services.get_mut(name) {
+                            service.problem = Some(format!("failed to start: {message}"));
+                        }
                         Some(Event::StartFailed { permanent })
                     }
                 }
@@ -637,6 +967,9 @@ impl Daemon {
                 }
                 tokio::select! {
                     Some(message) = self.receiver.recv() => self.dispatch(message).await,
+                    Some(control) = self.controls.recv() => {
+                        self.control(control).await;
+                    }
                     _ = chld.recv() => self.reap_orphans(),
                 }
             }

@@ -83,6 +83,12 @@ pub enum Event {
     BackoffOver,
     /// Someone asked it to stop (shutdown, `service stop`).
     StopRequested,
+    /// Someone asked it to start (`service start`): whatever it was doing (stopped, failed,
+    /// exited, backing off), it starts now; a running one is left alone.
+    StartRequested,
+    /// Someone asked it to restart (`service restart`): a running service is stopped and
+    /// started again; any other is started.
+    RestartRequested,
     /// The stop timeout ran out.
     StopTimeout,
 }
@@ -154,6 +160,8 @@ pub struct Lifecycle {
     restarts: u32,
     last_exit: Option<Exit>,
     backoff: Backoff,
+    /// Start again once the stop in progress is over (`service restart`).
+    start_after_stop: bool,
 }
 
 impl Lifecycle {
@@ -165,6 +173,7 @@ impl Lifecycle {
             restarts: 0,
             last_exit: None,
             backoff: Backoff::default(),
+            start_after_stop: false,
         }
     }
 
@@ -183,6 +192,15 @@ impl Lifecycle {
 
     pub fn restarts(&self) -> u32 {
         self.restarts
+    }
+
+    pub fn last_exit(&self) -> Option<Exit> {
+        self.last_exit
+    }
+
+    /// When the current process started, while there is one.
+    pub fn up_since(&self) -> Option<Instant> {
+        self.up_since
     }
 
     /// Takes an event at time `now`; returns what to do. Events that do not apply in the
@@ -210,24 +228,52 @@ impl Lifecycle {
             }
             (S::Running, E::BecameReady) => (S::Ready, vec![]),
             (S::Running | S::Ready, E::Exited(exit)) => self.exited(exit, now),
-            (S::Running | S::Ready, E::StopRequested) => (
-                S::Stopping,
-                vec![
-                    Action::Signal(self.policy.stop_signal),
-                    Action::StopTimer(self.policy.stop_timeout),
-                ],
-            ),
+            (S::Running | S::Ready, E::StopRequested) => (S::Stopping, self.stop_actions()),
             (S::Stopping, E::StopTimeout) => (S::Stopping, vec![Action::Kill]),
             (S::Stopping, E::Exited(exit)) => {
                 self.last_exit = Some(exit);
                 self.up_since = None;
-                (S::Stopped, vec![Action::CleanUp])
+                if std::mem::take(&mut self.start_after_stop) {
+                    self.backoff = Backoff::default();
+                    (S::Starting, vec![Action::CleanUp, Action::Start])
+                } else {
+                    (S::Stopped, vec![Action::CleanUp])
+                }
             }
-            (S::Waiting | S::Backoff, E::StopRequested) => (S::Stopped, vec![]),
+            (S::Stopping, E::StopRequested) => {
+                self.start_after_stop = false;
+                (S::Stopping, vec![])
+            }
+            (S::Stopping, E::StartRequested | E::RestartRequested) => {
+                self.start_after_stop = true;
+                (S::Stopping, vec![])
+            }
+            (S::Waiting | S::Backoff | S::Exited | S::Failed, E::StopRequested) => {
+                (S::Stopped, vec![])
+            }
+            (S::Running | S::Ready, E::RestartRequested) => {
+                self.start_after_stop = true;
+                (S::Stopping, self.stop_actions())
+            }
+            (
+                S::Waiting | S::Stopped | S::Exited | S::Failed | S::Backoff,
+                E::StartRequested | E::RestartRequested,
+            ) => {
+                // The operator's start: a fresh throttle, as `systemctl reset-failed`.
+                self.backoff = Backoff::default();
+                (S::Starting, vec![Action::Start])
+            }
             (state, _) => (state, vec![]),
         };
         self.state = next;
         actions
+    }
+
+    fn stop_actions(&self) -> Vec<Action> {
+        vec![
+            Action::Signal(self.policy.stop_signal),
+            Action::StopTimer(self.policy.stop_timeout),
+        ]
     }
 
     /// An exit on its own: restart after the backoff delay if the policy says so.
@@ -372,6 +418,77 @@ mod tests {
         service.handle(Event::StartFailed { permanent: true }, t0);
         assert_eq!(service.state(), State::Failed);
         assert_eq!(service.handle(Event::BackoffOver, t0), []);
+    }
+
+    #[test]
+    fn start_and_restart_work_on_stopped_crashed_and_running_services() {
+        let t0 = Instant::now();
+        // Failed (restart: no, exited 1): start brings it back.
+        let mut failed = running(
+            Policy {
+                restart: Restart::No,
+                ..Policy::default()
+            },
+            t0,
+        );
+        failed.handle(Event::Exited(Exit::Code(1)), t0);
+        assert_eq!(failed.state(), State::Failed);
+        assert_eq!(failed.handle(Event::StartRequested, t0), [Action::Start]);
+        assert_eq!(failed.state(), State::Starting);
+
+        // Backing off after crashes: start now, with the throttle reset.
+        let mut crashing = running(Policy::default(), t0);
+        for _ in 0..3 {
+            crashing.handle(Event::Exited(Exit::Code(1)), t0);
+            crashing.handle(Event::BackoffOver, t0);
+            crashing.handle(Event::Started, t0);
+        }
+        crashing.handle(Event::Exited(Exit::Code(1)), t0);
+        assert_eq!(crashing.state(), State::Backoff);
+        assert_eq!(crashing.handle(Event::StartRequested, t0), [Action::Start]);
+        crashing.handle(Event::Started, t0);
+        assert_eq!(
+            crashing.handle(Event::Exited(Exit::Code(1)), t0),
+            [Action::CleanUp, Action::RestartTimer(secs(1))]
+        );
+
+        // Running: start changes nothing; restart stops it, then starts it once it exited.
+        let mut up = running(Policy::default(), t0);
+        assert_eq!(up.handle(Event::StartRequested, t0), []);
+        assert_eq!(up.state(), State::Running);
+        assert_eq!(
+            up.handle(Event::RestartRequested, t0),
+            [Action::Signal(Signal::SIGTERM), Action::StopTimer(secs(10))]
+        );
+        assert_eq!(
+            up.handle(Event::Exited(Exit::Code(0)), t0),
+            [Action::CleanUp, Action::Start]
+        );
+        assert_eq!(up.state(), State::Starting);
+        assert_eq!(up.restarts(), 0, "only automatic restarts are counted");
+
+        // Stopped: restart starts it; stop while a restart's stop runs cancels the start.
+        let mut stopped = running(Policy::default(), t0);
+        stopped.handle(Event::StopRequested, t0);
+        stopped.handle(Event::Exited(Exit::Code(0)), t0);
+        assert_eq!(stopped.state(), State::Stopped);
+        assert_eq!(stopped.handle(Event::RestartRequested, t0), [Action::Start]);
+        stopped.handle(Event::Started, t0);
+        stopped.handle(Event::RestartRequested, t0);
+        stopped.handle(Event::StopRequested, t0);
+        assert_eq!(
+            stopped.handle(Event::Exited(Exit::Code(0)), t0),
+            [Action::CleanUp]
+        );
+        assert_eq!(stopped.state(), State::Stopped);
+
+        // Stop on a failed or exited service: stopped, nothing to do.
+        assert_eq!(
+            failed.handle(Event::StartFailed { permanent: true }, t0),
+            []
+        );
+        assert_eq!(failed.handle(Event::StopRequested, t0), []);
+        assert_eq!(failed.state(), State::Stopped);
     }
 
     #[test]

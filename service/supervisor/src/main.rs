@@ -1,11 +1,14 @@
-//! `service`: the command that runs on an image beside PID 1: it checks bundles, runs the onboot
-//! and onshutdown containers, and embeds the OCI runtime; it grows into the supervisor daemon and
-//! the control-socket client.
+//! `service`: the command that runs on an image beside PID 1: the supervisor daemon
+//! (`system-init`), the operator's commands that talk to it over its control socket (`list`,
+//! `status`, `start`, `stop`, `restart`, `kill`, `logs`, `exec`, `shutdown`), the onboot and
+//! onshutdown runners, bundle checks, and the embedded OCI runtime.
 //! Runs in: the image (as root), or on a build host for `service check`.
 #![deny(unsafe_code)]
 
 mod check;
 mod child;
+mod client;
+mod control;
 mod daemon;
 mod launch;
 mod lifecycle;
@@ -13,6 +16,7 @@ mod logfile;
 mod notify;
 mod oneshot;
 mod order;
+mod protocol;
 mod ring;
 mod volumes;
 
@@ -24,6 +28,9 @@ use clap::{Args, Parser, Subcommand};
 use runtime::cli::RuntimeOptions;
 use runtime::helper::Helper;
 use spec::Section;
+
+use crate::client::Show;
+use crate::protocol::Request;
 
 #[derive(Debug, Parser)]
 #[command(name = "service", version, about = "Kiln's service supervisor")]
@@ -71,8 +78,82 @@ enum Command {
         #[arg(value_name = "KEY=VALUE")]
         assignments: Vec<String>,
     },
+    /// Every service: name, state, pid, uptime, restarts, last exit.
+    List(ClientArgs),
+    /// One service: state and since when, pid, uptime, restarts, last exit, its last lines.
+    Status {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a service, whatever it is doing (stopped, failed, backing off); waits until it runs.
+    Start {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop a service (its stop signal, then SIGKILL after its stop timeout); it stays stopped.
+    Stop {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop a running service and start it again (or start one that is not running).
+    Restart {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Send a signal to a service's init (`HUP`, `SIGUSR1`, `9`); an exit it causes is handled
+    /// by the service's restart policy.
+    Kill {
+        name: String,
+        signal: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A service's recent output (kept in memory, across restarts), then with -f what follows.
+    Logs {
+        /// Keep printing new lines as they come.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(short = 'n', long, value_name = "N")]
+        lines: Option<usize>,
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run a command in a running service's namespaces and cgroup, with this terminal's stdio;
+    /// exits with the command's status.
+    Exec {
+        name: String,
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run onshutdown, stop every service and end the supervisor; waits until it is done.
+    Shutdown(ClientArgs),
     /// The embedded OCI runtime, with runc's command line.
     Runtime(runtime::cli::RuntimeArgs),
+}
+
+/// How the operator's commands reach the supervisor.
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// The supervisor's control socket.
+    #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print the supervisor's answers as JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+impl ClientArgs {
+    fn run(&self, request: Request, show: Show) -> ExitCode {
+        client::run(&self.socket, &request, show, self.json)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +194,9 @@ struct SystemInitArgs {
     /// Where services with `ready.notify` get their notify sockets (NAME/notify.sock).
     #[arg(long, default_value = "/run/kiln/notify")]
     notify_dir: PathBuf,
+    /// The control socket the operator's commands talk to.
+    #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
+    socket: PathBuf,
     #[command(flatten)]
     runtime: RuntimeOptions,
 }
@@ -166,6 +250,7 @@ fn main() -> ExitCode {
                     log_max_size: args.log_max_size,
                     log_keep: args.log_keep,
                     notify_dir: args.notify_dir,
+                    socket: args.socket,
                 },
                 Helper::new(args.runtime.runtime()),
             ),
@@ -173,6 +258,35 @@ fn main() -> ExitCode {
         Command::Onboot(args) => args.run(Section::Onboot),
         Command::Onshutdown(args) => args.run(Section::Onshutdown),
         Command::Notify { ready, assignments } => notify::send(ready, &assignments),
+        Command::List(client) => client.run(Request::List, Show::List),
+        Command::Status { name, client } => client.run(Request::Status { name }, Show::Status),
+        Command::Start { name, client } => client.run(Request::Start { name }, Show::State),
+        Command::Stop { name, client } => client.run(Request::Stop { name }, Show::State),
+        Command::Restart { name, client } => client.run(Request::Restart { name }, Show::State),
+        Command::Kill {
+            name,
+            signal,
+            client,
+        } => client.run(Request::Kill { name, signal }, Show::State),
+        Command::Logs {
+            follow,
+            lines,
+            name,
+            client,
+        } => client.run(
+            Request::Logs {
+                name,
+                lines,
+                follow,
+            },
+            Show::Logs,
+        ),
+        Command::Exec {
+            name,
+            command,
+            client,
+        } => client::exec(&client.socket, &name, command, client.json),
+        Command::Shutdown(client) => client.run(Request::Shutdown, Show::Done),
         Command::Runtime(args) => runtime::cli::run(args),
     }
 }

@@ -2,13 +2,16 @@
 //! across restarts, each with the time it was read and a sequence number, so that what one run
 //! printed can be told from the runs before.
 //! Runs in: the supervisor daemon; the copy tasks of a service's pipes add lines, the event
-//! loop reads them. One tokio thread, but tasks must be `Send`, hence the mutex.
+//! loop and `service logs -f` followers read them (a watch channel tells followers of new
+//! lines). One tokio thread, but tasks must be `Send`, hence the mutex.
 //! Mirrors the journal's view of a unit (`systemctl status` shows its last lines).
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
 
 /// Lines kept per service.
 pub const CAPACITY: usize = 1000;
@@ -57,19 +60,29 @@ struct Lines {
     next_seq: u64,
 }
 
+#[derive(Debug)]
+struct Shared {
+    lines: Mutex<Lines>,
+    /// The sequence number the next line will get, for followers.
+    pushed: watch::Sender<u64>,
+}
+
 /// The ring; clones share it.
 #[derive(Debug, Clone)]
 pub struct Ring {
-    inner: Arc<Mutex<Lines>>,
+    inner: Arc<Shared>,
 }
 
 impl Default for Ring {
     fn default() -> Self {
         Self {
-            inner: Arc::new(Mutex::new(Lines {
-                lines: VecDeque::with_capacity(CAPACITY),
-                next_seq: 0,
-            })),
+            inner: Arc::new(Shared {
+                lines: Mutex::new(Lines {
+                    lines: VecDeque::with_capacity(CAPACITY),
+                    next_seq: 0,
+                }),
+                pushed: watch::Sender::new(0),
+            }),
         }
     }
 }
@@ -78,31 +91,44 @@ impl Ring {
     /// Adds a line (a trailing newline is dropped), pushing out the oldest beyond [`CAPACITY`].
     pub fn push(&self, stream: Stream, bytes: &[u8]) {
         let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if inner.lines.len() == CAPACITY {
-            inner.lines.pop_front();
-        }
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        inner.lines.push_back(Line {
-            seq,
-            time: SystemTime::now(),
-            stream,
-            text: String::from_utf8_lossy(bytes).into_owned(),
-        });
+        let next_seq = {
+            let mut inner = self.lock();
+            if inner.lines.len() == CAPACITY {
+                inner.lines.pop_front();
+            }
+            let seq = inner.next_seq;
+            inner.next_seq += 1;
+            inner.lines.push_back(Line {
+                seq,
+                time: SystemTime::now(),
+                stream,
+                text: String::from_utf8_lossy(bytes).into_owned(),
+            });
+            inner.next_seq
+        };
+        self.inner.pushed.send_replace(next_seq);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lines> {
+        self.inner
+            .lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The sequence number the next line will get.
     pub fn next_seq(&self) -> u64 {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .next_seq
+        self.lock().next_seq
+    }
+
+    /// A receiver that changes whenever a line is added.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.pushed.subscribe()
     }
 
     /// The last `count` lines numbered `from` or later, oldest first.
     pub fn last(&self, count: usize, from: u64) -> Vec<Line> {
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let inner = self.lock();
         let mut lines: Vec<Line> = inner
             .lines
             .iter()
@@ -164,5 +190,15 @@ mod tests {
         assert_eq!(texts, ["a", "b"]);
         let texts: Vec<String> = ring.last(1, 0).into_iter().map(|l| l.text).collect();
         assert_eq!(texts, ["b"]);
+    }
+
+    #[test]
+    fn subscribers_see_each_push() {
+        let ring = Ring::default();
+        let mut pushed = ring.subscribe();
+        assert!(!pushed.has_changed().unwrap());
+        ring.push(Stream::Stdout, b"x");
+        assert!(pushed.has_changed().unwrap());
+        assert_eq!(*pushed.borrow_and_update(), 1);
     }
 }

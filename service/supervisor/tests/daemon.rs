@@ -10,40 +10,20 @@ mod support;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
 use support::*;
 
-/// A service bundle that can see `<scratch>/ready` as `/ready`.
-fn service(dir: &Path, name: &str, script: &str, runtime: serde_json::Value) -> Bundle {
-    let mut bundle = Bundle::new_in(dir, name, &["sh", "-c", script]);
-    let ready = sandbox::scratch().join("ready");
-    bundle.edit(|config| {
-        config["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"destination": "/ready", "type": "bind", "source": ready, "options": ["rbind", "rw"]}));
-    });
-    fs::create_dir_all(bundle.dir.join("rootfs/ready")).unwrap();
-    bundle.runtime_json(&runtime);
-    bundle
-}
-
-fn pid_of(line: &str) -> i32 {
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
 #[test]
 fn services_are_supervised_and_stopped_in_order_root() {
     sandbox::test(|| {
-        private_run_and_var_log();
-        let containers = sandbox::scratch().join("containers");
-        let services = containers.join("services");
-        let ready = sandbox::scratch().join("ready");
-        fs::create_dir_all(&ready)?;
+        let Tree {
+            containers,
+            services,
+            ready,
+        } = Tree::new();
         let waits_for_term = "trap 'exit 0' TERM; sleep 1000 & wait";
 
         // PID 1 of its pid namespace with no handler: SIGTERM does nothing, SIGKILL after 1 s.
@@ -139,20 +119,8 @@ fn services_are_supervised_and_stopped_in_order_root() {
         }
         fs::write(volume.join("lower/hello"), "from the image")?;
 
-        let mut daemon = Command::new(SERVICE)
-            .arg("system-init")
-            .arg("--path")
-            .arg(&containers)
-            .args(["--log-max-size", "200", "--log-keep", "3"])
-            .arg("--root")
-            .arg(state_root())
-            .arg("--cgroup-parent")
-            .arg(sandbox::cgroup_parent())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let mut lines = Lines::follow(daemon.stdout.take().unwrap());
+        let (mut daemon, mut lines) =
+            start_daemon(&containers, &["--log-max-size", "200", "--log-keep", "3"]);
 
         lines.expect("hello-from-onboot");
         // Volumes are set up before onboot: an overlay on merged/ with a tmpfs upper layer.

@@ -101,6 +101,70 @@ impl Bundle {
     }
 }
 
+/// A daemon's world in the sandbox: fresh /run and /var/log, a `/containers` tree, and the
+/// `ready` directory that [`service`] bundles see as `/ready`.
+pub struct Tree {
+    pub containers: PathBuf,
+    pub services: PathBuf,
+    pub ready: PathBuf,
+}
+
+impl Tree {
+    pub fn new() -> Self {
+        private_run_and_var_log();
+        let containers = sandbox::scratch().join("containers");
+        let ready = sandbox::scratch().join("ready");
+        fs::create_dir_all(&ready).unwrap();
+        Self {
+            services: containers.join("services"),
+            containers,
+            ready,
+        }
+    }
+}
+
+/// A service bundle in `dir` running `sh -c script`, that can see `<scratch>/ready` as
+/// `/ready`, with `runtime` as its runtime.json.
+pub fn service(dir: &Path, name: &str, script: &str, runtime: Value) -> Bundle {
+    let mut bundle = Bundle::new_in(dir, name, &["sh", "-c", script]);
+    let ready = sandbox::scratch().join("ready");
+    bundle.edit(|config| {
+        config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"destination": "/ready", "type": "bind", "source": ready, "options": ["rbind", "rw"]}));
+    });
+    fs::create_dir_all(bundle.dir.join("rootfs/ready")).unwrap();
+    bundle.runtime_json(&runtime);
+    bundle
+}
+
+/// The pid at the end of an event line (`web: running, pid 312`).
+pub fn pid_of(line: &str) -> i32 {
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// `service system-init` on the `containers` tree with the sandbox's runtime root and cgroup
+/// parent and `extra` arguments; its event lines are followed.
+pub fn start_daemon(containers: &Path, extra: &[&str]) -> (std::process::Child, Lines) {
+    let mut daemon = Command::new(SERVICE)
+        .arg("system-init")
+        .arg("--path")
+        .arg(containers)
+        .args(extra)
+        .arg("--root")
+        .arg(state_root())
+        .arg("--cgroup-parent")
+        .arg(sandbox::cgroup_parent())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let lines = Lines::follow(daemon.stdout.take().unwrap());
+    (daemon, lines)
+}
+
 /// OCI capability sets with the same names in every set.
 pub fn caps(names: &[&str]) -> Value {
     json!({"bounding": names, "effective": names, "permitted": names, "inheritable": names, "ambient": names})

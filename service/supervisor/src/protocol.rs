@@ -1,0 +1,269 @@
+//! The control socket's protocol: one JSON request per line from the client, one JSON answer
+//! per line from the supervisor (`service logs -f` gets one answer per new line until it hangs
+//! up). Both sides of the socket use these types.
+//! Runs in: the supervisor daemon (control) and the `service` CLI (client). Pure.
+//!
+//! ```text
+//! > {"command":"list"}
+//! < {"ok":true,"services":[{"name":"web","state":"running","pid":312,...}]}
+//! > {"command":"kill","name":"web","signal":"HUP"}
+//! < {"ok":true,"service":{...}}
+//! > {"command":"stats"}
+//! < {"ok":false,"error":"request: unknown variant `stats`, expected one of ..."}
+//! ```
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::child::Exit;
+use crate::ring::{self, Stream};
+
+/// Where the supervisor listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/service.sock";
+
+/// A request longer than this is refused (a line of JSON naming one service is far shorter).
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "kebab-case")]
+pub enum Request {
+    /// Every service.
+    List,
+    /// One service, with its last log lines.
+    Status { name: String },
+    /// Start a service whatever it is doing; answered once it runs (or failed).
+    Start { name: String },
+    /// Stop a service; answered once it has stopped.
+    Stop { name: String },
+    /// Stop a running service and start it again, or start one that is not running.
+    Restart { name: String },
+    /// Send a signal (a name like `HUP` or `SIGHUP`, or a number) to the service's init.
+    Kill { name: String, signal: String },
+    /// The service's recent output: the last `lines` (all kept when absent), then with
+    /// `follow` each new line as it comes.
+    Logs {
+        name: String,
+        #[serde(default)]
+        lines: Option<usize>,
+        #[serde(default)]
+        follow: bool,
+    },
+    /// Where the service's container is, for the client to run a command in it.
+    Exec { name: String },
+    /// Run onshutdown, stop every service and end the supervisor; answered when done.
+    Shutdown,
+}
+
+/// One answer; the fields present depend on the request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<ServiceInfo>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceInfo>,
+    /// Log lines (`status`, `logs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<Vec<LogLine>>,
+    /// One line that came while following.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<LogLine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecTarget>,
+}
+
+impl Answer {
+    pub fn ok() -> Self {
+        Self {
+            ok: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            error: Some(message.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The answer as one line of JSON, newline included.
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).unwrap_or_else(|err| {
+            format!("{{\"ok\":false,\"error\":\"encode the answer: {err}\"}}")
+        });
+        line.push('\n');
+        line
+    }
+}
+
+/// What `list` and `status` show of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    /// waiting, starting, running, ready, stopping, stopped, exited, failed or backoff.
+    pub state: String,
+    /// Its container's init, while it has one.
+    pub pid: Option<i32>,
+    /// When it entered this state (seconds since the epoch).
+    pub since: f64,
+    /// How long the current process has run (seconds).
+    pub uptime: Option<f64>,
+    /// Automatic restarts so far.
+    pub restarts: u32,
+    pub last_exit: Option<LastExit>,
+    pub depends_on: Vec<String>,
+    /// Why it is not running, when it could not be started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// How the last run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LastExit {
+    Code(i32),
+    Signal(String),
+    /// An adopted run: its status went to PID 1.
+    Unknown,
+}
+
+impl From<Exit> for LastExit {
+    fn from(exit: Exit) -> Self {
+        match exit {
+            Exit::Code(code) => Self::Code(code),
+            Exit::Signal(signal) => Self::Signal(signal.as_str().to_owned()),
+            Exit::Unknown => Self::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for LastExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Code(code) => write!(f, "status {code}"),
+            Self::Signal(signal) => f.write_str(signal),
+            Self::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+/// One line of a service's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub seq: u64,
+    /// Seconds since the epoch.
+    pub time: f64,
+    /// stdout or stderr.
+    pub stream: String,
+    pub text: String,
+}
+
+impl From<&ring::Line> for LogLine {
+    fn from(line: &ring::Line) -> Self {
+        Self {
+            seq: line.seq,
+            time: epoch_secs(line.time),
+            stream: match line.stream {
+                Stream::Stdout => "stdout",
+                Stream::Stderr => "stderr",
+            }
+            .to_owned(),
+            text: line.text.clone(),
+        }
+    }
+}
+
+impl LogLine {
+    /// Back to the ring's line, for printing the way the event log does.
+    pub fn to_ring_line(&self) -> ring::Line {
+        ring::Line {
+            seq: self.seq,
+            time: UNIX_EPOCH + Duration::from_secs_f64(self.time.max(0.0)),
+            stream: if self.stream == "stderr" {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            },
+            text: self.text.clone(),
+        }
+    }
+}
+
+/// A running service's container, as the embedded runtime knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecTarget {
+    /// The runtime's state root.
+    pub root: PathBuf,
+    /// The container id.
+    pub id: String,
+    pub pid: i32,
+}
+
+/// Seconds since the epoch.
+pub fn epoch_secs(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_tagged_by_command() {
+        let request: Request =
+            serde_json::from_str(r#"{"command":"logs","name":"web","lines":5}"#).unwrap();
+        assert_eq!(
+            request,
+            Request::Logs {
+                name: "web".to_owned(),
+                lines: Some(5),
+                follow: false
+            }
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::List).unwrap(),
+            r#"{"command":"list"}"#
+        );
+        let err = serde_json::from_str::<Request>(r#"{"command":"stats"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown variant `stats`"), "{err}");
+        let err = serde_json::from_str::<Request>(r#"{"command":"stop"}"#).unwrap_err();
+        assert!(err.to_string().contains("missing field `name`"), "{err}");
+    }
+
+    #[test]
+    fn answers_carry_only_what_they_have() {
+        assert_eq!(
+            Answer::error("no service `x`").to_line(),
+            "{\"ok\":false,\"error\":\"no service `x`\"}\n"
+        );
+        let info = ServiceInfo {
+            name: "web".to_owned(),
+            state: "failed".to_owned(),
+            pid: None,
+            since: 1.5,
+            uptime: None,
+            restarts: 2,
+            last_exit: Some(Exit::Code(3).into()),
+            depends_on: vec![],
+            problem: None,
+        };
+        let line = Answer {
+            service: Some(info.clone()),
+            ..Answer::ok()
+        }
+        .to_line();
+        assert!(line.contains(r#""last_exit":{"code":3}"#), "{line}");
+        let back: Answer = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.service, Some(info));
+        assert_eq!(LastExit::from(Exit::Unknown).to_string(), "unknown");
+    }
+}

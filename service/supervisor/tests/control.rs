@@ -1,0 +1,290 @@
+//! The control socket and the `service` CLI against a running `service system-init`: list and
+//! status with and without --json; stop, start, restart and kill on running, crashed and stopped
+//! services; logs -n and -f; exec's exit code and namespaces; a garbage request answered with
+//! an error on a connection that goes on serving; a non-root client refused (by the socket's mode
+//! and, with the mode opened up, by its credentials); shutdown waited for.
+//! Runs as root inside the sandbox.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+mod support;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+use support::*;
+
+const SOCKET: &str = "/run/service.sock";
+
+/// `service COMMAND --socket SOCKET ARGS...`.
+fn cli(args: &[&str]) -> Output {
+    let mut command = Command::new(SERVICE);
+    command
+        .arg(args[0])
+        .args(["--socket", SOCKET])
+        .args(&args[1..]);
+    output_via_files(&mut command)
+}
+
+/// Runs a CLI command that must succeed; returns its stdout.
+fn cli_ok(args: &[&str]) -> String {
+    let output = cli(args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "service {args:?}: {}\n{stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Runs a CLI command that must fail; returns its stderr.
+fn cli_fails(args: &[&str]) -> String {
+    let output = cli(args);
+    assert!(
+        !output.status.success(),
+        "service {args:?} succeeded: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn json_of(args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    serde_json::from_str(&cli_ok(&args)).unwrap()
+}
+
+/// The `list --json` entry of service `name`.
+fn listed(name: &str) -> Value {
+    let list = json_of(&["list"]);
+    list["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|service| service["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {list}"))
+        .clone()
+}
+
+/// One request and its answer on an open connection.
+fn ask(stream: &mut BufReader<UnixStream>, line: &str) -> Value {
+    stream.get_mut().write_all(line.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_line(&mut answer).unwrap();
+    serde_json::from_str(&answer).unwrap_or_else(|err| panic!("{answer:?}: {err}"))
+}
+
+#[test]
+fn the_cli_lists_controls_and_follows_services_root() {
+    sandbox::test(|| {
+        let Tree {
+            containers,
+            services,
+            ready,
+        } = Tree::new();
+        service(
+            &services,
+            "sleeper",
+            "trap 'echo got-usr1' USR1; trap 'exit 0' TERM; echo sleeper-up; \
+             while true; do sleep 0.05; done",
+            json!({}),
+        );
+        // Fails until /ready/fixed exists; not restarted.
+        service(
+            &services,
+            "flaky",
+            "test -e /ready/fixed || { echo not-fixed; exit 3; }; \
+             trap 'exit 0' TERM; while true; do sleep 0.05; done",
+            json!({"restart": "no"}),
+        );
+        service(
+            &services,
+            "needs-flaky",
+            "trap 'exit 0' TERM; while true; do sleep 0.05; done",
+            json!({"dependsOn": ["flaky"], "restart": "no"}),
+        );
+        let (mut daemon, mut lines) = start_daemon(&containers, &[]);
+        let sleeper = pid_of(&lines.expect("sleeper: running, pid "));
+        lines.expect("flaky: exited with status 3");
+
+        // list: a table, and the same as JSON.
+        let table = cli_ok(&["list"]);
+        let rows: Vec<&str> = table.lines().collect();
+        assert!(
+            rows[0].starts_with("NAME") && rows[0].contains("LAST EXIT"),
+            "{table}"
+        );
+        let row = rows.iter().find(|row| row.starts_with("sleeper ")).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[1], "running", "{table}");
+        assert_eq!(cells[2], sleeper.to_string(), "{table}");
+        let row = rows.iter().find(|row| row.starts_with("flaky ")).unwrap();
+        assert!(
+            row.contains(" failed ") && row.ends_with("status 3"),
+            "{table}"
+        );
+        assert_eq!(listed("sleeper")["pid"], sleeper);
+        assert_eq!(listed("flaky")["last_exit"], json!({"code": 3}));
+        // It started once flaky ran (no readiness declared), before flaky failed.
+        assert_eq!(listed("needs-flaky")["state"], "running");
+
+        // status: facts and the last lines.
+        let status = cli_ok(&["status", "flaky"]);
+        assert!(status.starts_with("flaky - failed for "), "{status}");
+        assert!(status.contains("last exit: status 3"), "{status}");
+        assert!(status.contains(" stdout: not-fixed"), "{status}");
+        let status = json_of(&["status", "sleeper"]);
+        assert_eq!(status["service"]["state"], "running");
+        assert_eq!(status["lines"][0]["text"], "sleeper-up");
+        let err = cli_fails(&["status", "nosuch"]);
+        assert!(
+            err.contains("no service `nosuch` (services: flaky, needs-flaky, sleeper)"),
+            "{err}"
+        );
+
+        // A crashed service: start refuses a dependent of it, then starts it once fixed.
+        assert!(cli_ok(&["stop", "needs-flaky"]).starts_with("needs-flaky: stopped"));
+        let err = cli_fails(&["start", "needs-flaky"]);
+        assert!(
+            err.contains("dependsOn `flaky` (failed), not up: start it first"),
+            "{err}"
+        );
+        // Started while still broken: it runs, fails again, and says why.
+        lines.mark();
+        assert!(cli_ok(&["start", "flaky"]).starts_with("flaky: running, pid "));
+        lines.expect("flaky: exited with status 3");
+        assert_eq!(listed("flaky")["state"], "failed");
+        fs::write(ready.join("fixed"), "")?;
+        let started = cli_ok(&["start", "flaky"]);
+        assert!(started.starts_with("flaky: running, pid "), "{started}");
+        assert!(cli_ok(&["start", "needs-flaky"]).starts_with("needs-flaky: running"));
+
+        // A running service: stop, stop again, start, restart; each a new pid.
+        assert!(cli_ok(&["stop", "sleeper"]).starts_with("sleeper: stopped"));
+        lines.expect("sleeper: stopping with SIGTERM");
+        assert_eq!(listed("sleeper")["state"], "stopped");
+        assert_eq!(listed("sleeper")["pid"], Value::Null);
+        assert!(cli_ok(&["stop", "sleeper"]).starts_with("sleeper: stopped"));
+        let started = json_of(&["start", "sleeper"]);
+        let second = started["service"]["pid"].as_i64().unwrap();
+        assert_ne!(second, i64::from(sleeper));
+        assert_eq!(started["service"]["state"], "running");
+        let restarted = json_of(&["restart", "sleeper"]);
+        let third = restarted["service"]["pid"].as_i64().unwrap();
+        assert_ne!(third, second, "restart makes a new process");
+        assert_eq!(listed("sleeper")["restarts"], 0, "asked for, not automatic");
+
+        // logs -f: a line printed after the follow started arrives. The first line (the ring's
+        // last) shows the follow is in place.
+        let mut follower = Command::new(SERVICE)
+            .args(["logs", "-f", "-n", "1", "sleeper", "--socket", SOCKET])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut followed = BufReader::new(follower.stdout.take().unwrap());
+        let mut line = String::new();
+        followed.read_line(&mut line)?;
+        assert!(line.ends_with(" stdout: sleeper-up\n"), "{line:?}");
+        let killed = cli_ok(&["kill", "sleeper", "USR1"]);
+        assert!(killed.starts_with("sleeper: running"), "{killed}");
+        loop {
+            line.clear();
+            assert_ne!(followed.read_line(&mut line)?, 0, "the follow ended");
+            if line.ends_with(" stdout: got-usr1\n") {
+                break;
+            }
+            // Only the new run's first line can come before it.
+            assert!(line.ends_with(" stdout: sleeper-up\n"), "{line:?}");
+        }
+        follower.kill()?;
+        follower.wait()?;
+        // logs -n: the last lines of every run so far.
+        let logs = cli_ok(&["logs", "-n", "2", "sleeper"]);
+        let texts: Vec<&str> = logs
+            .lines()
+            .map(|line| line.split_once(": ").unwrap().1)
+            .collect();
+        assert_eq!(texts, ["sleeper-up", "got-usr1"], "{logs}");
+        let all = json_of(&["logs", "sleeper"]);
+        assert_eq!(all["lines"].as_array().unwrap().len(), 4, "{all}");
+
+        // kill TERM: the trap exits 0 and the policy (always) brings it back.
+        cli_ok(&["kill", "sleeper", "TERM"]);
+        lines.expect("sleeper: exited with status 0");
+        lines.expect("sleeper: restart 1 in 1s");
+        let err = cli_fails(&["kill", "sleeper", "SIGNOPE"]);
+        assert!(
+            err.contains("kill sleeper: unknown signal `SIGNOPE`"),
+            "{err}"
+        );
+
+        // exec: inside the service's namespaces and cgroup, stdio attached, status returned.
+        lines.mark();
+        lines.expect("sleeper: running, pid ");
+        let inside = cli(&["exec", "sleeper", "--", "sh", "-c", "hostname; exit 7"]);
+        assert_eq!(inside.status.code(), Some(7));
+        assert_eq!(String::from_utf8_lossy(&inside.stdout), "sleeper\n");
+        let cgroup = cli_ok(&["exec", "sleeper", "--", "cat", "/proc/self/cgroup"]);
+        assert!(cgroup.contains("/sleeper"), "{cgroup}");
+        let err = cli_fails(&["exec", "needs-flaky-typo", "--", "true"]);
+        assert!(err.contains("no service `needs-flaky-typo`"), "{err}");
+
+        // Garbage on a connection: an error answer, and the connection still serves.
+        let mut stream = BufReader::new(UnixStream::connect(SOCKET)?);
+        let answer = ask(&mut stream, "this is not json\n");
+        assert_eq!(answer["ok"], false);
+        assert!(answer["error"].as_str().unwrap().starts_with("request: "));
+        let answer = ask(&mut stream, "{\"command\":\"frobnicate\"}\n");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("unknown variant `frobnicate`"),
+            "{answer}"
+        );
+        let answer = ask(&mut stream, "{\"command\":\"list\"}\n");
+        assert_eq!(answer["ok"], true);
+        drop(stream);
+
+        // A non-root client: the socket's mode keeps it out; opened up, its credentials do.
+        let as_nobody = |args: &str| {
+            let mut command = Command::new(SERVICE);
+            command.arg(args).args(["--socket", SOCKET]).uid(65534);
+            output_via_files(&mut command)
+        };
+        assert_eq!(fs::metadata(SOCKET)?.permissions().mode() & 0o777, 0o600);
+        let refused = as_nobody("list");
+        assert!(!refused.status.success());
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            err.contains("Permission denied") && err.contains("for root only"),
+            "{err}"
+        );
+        fs::set_permissions(SOCKET, fs::Permissions::from_mode(0o666))?;
+        let refused = as_nobody("list");
+        assert!(!refused.status.success());
+        let err = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            err.contains("the control socket serves root only (this client runs as uid 65534)"),
+            "{err}"
+        );
+        assert_eq!(listed("sleeper")["state"], "running", "still serving");
+
+        // shutdown: waited for; the daemon is gone with its socket when it returns.
+        assert_eq!(cli_ok(&["shutdown"]), "all services stopped\n");
+        lines.expect("shutdown requested: shutting down");
+        let status = daemon.wait()?;
+        assert!(status.success(), "{status}");
+        assert!(!Path::new(SOCKET).exists());
+        let err = cli_fails(&["list"]);
+        assert!(err.contains("is `service system-init` running?"), "{err}");
+        assert_nothing_left("the daemon's shutdown");
+        Ok(())
+    });
+}
