@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::link::Netlink;
@@ -23,7 +24,8 @@ use crate::plan::{Action, Step};
 const DIR_MODE: u32 = 0o755;
 
 /// One change made to the system, as it is undone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 enum Change {
     Dir(PathBuf),
     File(PathBuf),
@@ -32,8 +34,10 @@ enum Change {
     RootLink(String),
 }
 
-/// What has been done for one bundle so far, oldest first.
-#[derive(Debug, Default)]
+/// What has been done for one bundle so far, oldest first. It serializes (to JSON, say) so that
+/// a supervisor that adopts a running service can still undo what was done for it.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Prepared {
     changes: Vec<Change>,
 }

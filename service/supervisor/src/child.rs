@@ -55,6 +55,12 @@ impl Child {
         Self::watch(pid, true)
     }
 
+    /// Starts watching `pid`, which is not a child of this process (a container init an
+    /// earlier supervisor started): its end is seen through the pidfd, its status is not.
+    pub fn adopt(pid: Pid) -> io::Result<Self> {
+        Self::watch(pid, false)
+    }
+
     fn watch(pid: Pid, own: bool) -> io::Result<Self> {
         let raw = rustix::process::Pid::from_raw(pid.as_raw())
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("pid {pid}")))?;

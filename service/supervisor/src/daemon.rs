@@ -6,13 +6,17 @@
 //! Runs in: the image, as root, started by init; a child subreaper; one tokio thread, with
 //! container creation in the `service runtime create` helper. It owns the wait status of its
 //! container inits (through pidfds) and reaps the orphans it inherits.
+//! Started again after a supervisor died (init restarts it), it adopts the services still
+//! running from their records (`record.rs`): same processes, their output read again, their
+//! exits seen through pidfds and handled by the restart policy.
 //! LinuxKit's `service system-init` starts containerd and the services once and exits; nothing
 //! there restarts a service.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime};
@@ -30,7 +34,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot::Sender as ReplyTo;
 use tokio::task::JoinHandle;
 
-use crate::child::Exit;
+use crate::child::{Child, Exit};
 use crate::control::{self, Control, Reply};
 use crate::launch::{self, Launched};
 use crate::lifecycle::{Action, Event, Lifecycle, Policy, State};
@@ -39,6 +43,7 @@ use crate::notify;
 use crate::oneshot;
 use crate::order::Order;
 use crate::protocol::{epoch_secs, Answer, ExecTarget, LogLine, Request, ServiceInfo};
+use crate::record::{self, Record, Records};
 use crate::ring::{self, Ring, Stream};
 use crate::volumes;
 
@@ -75,6 +80,8 @@ pub struct Config {
     pub notify_dir: PathBuf,
     /// The control socket (`/run/service.sock`).
     pub socket: PathBuf,
+    /// Where each running service's record is kept for a later supervisor (`/run/kiln/services`).
+    pub state_dir: PathBuf,
 }
 
 /// Runs the daemon until SIGTERM has been handled.
@@ -122,6 +129,10 @@ struct Service {
     since: SystemTime,
     /// Why it could not be started, until it is.
     problem: Option<String>,
+    /// When the current process started (wall clock, for the record).
+    started_at: Option<SystemTime>,
+    /// The pipes of the current run's stdout and stderr (`pipe:[INODE]`).
+    pipes: [Option<String>; 2],
 }
 
 /// A `start`, `stop` or `restart` waiting for the service to get where it was sent.
@@ -151,6 +162,7 @@ struct Daemon {
     shutting_down: bool,
     /// Who asked for the shutdown, to be told when it is done.
     shutdown_reply: Option<ReplyTo<Reply>>,
+    records: Records,
 }
 
 impl Daemon {
@@ -164,7 +176,9 @@ impl Daemon {
         let events = EventLog::open(&config.log_dir.join("service.log"))?;
         let (sender, receiver) = unbounded_channel();
         let (control_sender, controls) = unbounded_channel();
+        let records = Records::new(&config.state_dir);
         Ok(Self {
+            records,
             config,
             helper,
             services: BTreeMap::new(),
@@ -199,6 +213,7 @@ impl Daemon {
         };
         self.boot_once().await;
         self.load_services();
+        self.adopt_all().await;
         self.start_ready_dependents();
         loop {
             tokio::select! {
@@ -561,6 +576,8 @@ impl Daemon {
                     report_output: false,
                     since: SystemTime::now(),
                     problem: None,
+                    started_at: None,
+                    pipes: [None, None],
                 },
             );
         }
@@ -646,6 +663,9 @@ impl Daemon {
                     service.report_output = true;
                 }
             }
+            if before != after && matches!(after, State::Running | State::Ready) {
+                self.save_record(&name);
+            }
             self.log_event(&name, event, before, after);
             for action in actions {
                 if let Some(event) = self.act(&name, action).await {
@@ -693,6 +713,7 @@ impl Daemon {
                         self.events.line(&format!("{name}: running, pid {pid}"));
                         if let Some(service) = self.services.get_mut(name) {
                             service.problem = None;
+                            service.started_at = Some(SystemTime::now());
                         }
                         Some(Event::Started)
                     }
@@ -711,6 +732,8 @@ impl Daemon {
                     watch.abort();
                 }
                 service.pid = None;
+                service.started_at = None;
+                self.records.remove(name);
                 let prepared = service.prepared.take();
                 let mut problems = launch::remove(self.helper.runtime(), name, None).await;
                 if let Some(prepared) = prepared {
@@ -802,27 +825,15 @@ impl Daemon {
         };
         let run_from = ring.next_seq();
         let mut copies = Vec::new();
+        let mut pipes = [None, None];
         let Launched { child, prepared } =
             launch::launch(&self.helper, &bundle, &runtime, &options, || {
-                self.output_pipes(name, &ring, &mut copies)
+                self.output_pipes(name, &ring, &mut copies, &mut pipes)
             })
             .await
             .map_err(|message| (message, false))?;
         let pid = child.pid();
-        let sender = self.sender.clone();
-        let watched = name.to_owned();
-        tokio::spawn(async move {
-            let exit = match child.wait(None).await {
-                Ok(Some(exit)) => exit,
-                // The init is gone without a status we can read; count it as killed.
-                _ => Exit::Signal(Signal::SIGKILL),
-            };
-            let _ = sender.send(Message {
-                name: watched,
-                generation,
-                event: Event::Exited(exit),
-            });
-        });
+        self.watch_exit(name, generation, child);
         let ready_watch =
             self.watch_readiness(name, generation, ready_file.map(PathBuf::from), notify);
         if let Some(service) = self.services.get_mut(name) {
@@ -831,8 +842,157 @@ impl Daemon {
             service.ready_watch = ready_watch;
             service.run_from = run_from;
             service.output = copies;
+            service.pipes = pipes;
         }
         Ok(pid)
+    }
+
+    /// A task that sends `Exited` once the container init `child` ends.
+    fn watch_exit(&self, name: &str, generation: u64, child: Child) {
+        let sender = self.sender.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            let exit = match child.wait(None).await {
+                Ok(Some(exit)) => exit,
+                // The init is gone without a status we can read; count it as killed.
+                _ => Exit::Signal(Signal::SIGKILL),
+            };
+            let _ = sender.send(Message {
+                name,
+                generation,
+                event: Event::Exited(exit),
+            });
+        });
+    }
+
+    /// Writes service `name`'s record, for a supervisor that may come after this one.
+    fn save_record(&mut self, name: &str) {
+        let Some(service) = self.services.get(name) else {
+            return;
+        };
+        let (Some(pid), Some(prepared)) = (service.pid, &service.prepared) else {
+            return;
+        };
+        let Some(start_ticks) = record::start_ticks(pid) else {
+            // Gone already: its exit is on the way.
+            return;
+        };
+        let record = Record {
+            pid: pid.as_raw(),
+            start_ticks,
+            started_at: epoch_secs(service.started_at.unwrap_or_else(SystemTime::now)),
+            state: service.lifecycle.state().to_string(),
+            restarts: service.lifecycle.restarts(),
+            prepared: prepared.clone(),
+            stdout: service.pipes[0].clone(),
+            stderr: service.pipes[1].clone(),
+        };
+        if let Err(err) = self.records.write(name, &record) {
+            self.events.line(&format!("{name}: keep its record: {err}"));
+        }
+    }
+
+    /// Adopts every service an earlier supervisor left running (by its record); cleans up after
+    /// those whose process is gone.
+    async fn adopt_all(&mut self) {
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            match self.records.read(&name) {
+                Ok(Some(record)) => self.adopt(&name, record).await,
+                Ok(None) => {}
+                Err(err) => {
+                    self.events
+                        .line(&format!("{name}: the earlier supervisor's record: {err}"));
+                    self.records.remove(&name);
+                }
+            }
+        }
+    }
+
+    /// Takes over service `name`, started by an earlier supervisor, if its process still runs:
+    /// the same pid and start time in /proc, and the runtime's state says running with that pid.
+    async fn adopt(&mut self, name: &str, record: Record) {
+        self.records.remove(name);
+        let pid = Pid::from_raw(record.pid);
+        let running_here =
+            self.helper.runtime().state(name).is_ok_and(|state| {
+                state.pid == record.pid && state.status == runtime::Status::Running
+            });
+        let same_process = record::start_ticks(pid) == Some(record.start_ticks);
+        let adopted = match record.lifecycle_state() {
+            Some(state) if running_here && same_process => {
+                Child::adopt(pid).map(|child| (state, child))
+            }
+            _ => Err(io::Error::other("not running")),
+        };
+        let (state, child) = match adopted {
+            Ok(adopted) => adopted,
+            Err(_) => {
+                self.events.line(&format!(
+                    "{name}: the container an earlier supervisor started (pid {pid}) is gone: cleaning up"
+                ));
+                let mut problems = launch::remove(self.helper.runtime(), name, None).await;
+                problems.extend(record.prepared.undo().await.iter().map(ToString::to_string));
+                for problem in problems {
+                    self.events.line(&format!("{name}: clean-up: {problem}"));
+                }
+                return;
+            }
+        };
+        let now = SystemTime::now();
+        let started_at =
+            std::time::UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
+        let up_for = now.duration_since(started_at).unwrap_or_default();
+        let up_since = Instant::now()
+            .checked_sub(up_for)
+            .unwrap_or_else(Instant::now);
+        let Some(service) = self.services.get_mut(name) else {
+            return;
+        };
+        service.generation += 1;
+        let generation = service.generation;
+        service.lifecycle =
+            Lifecycle::adopted(service.lifecycle.policy, state, record.restarts, up_since);
+        service.since = now;
+        service.problem = None;
+        service.pid = Some(pid);
+        service.started_at = Some(started_at);
+        service.prepared = Some(record.prepared);
+        service.pipes = [record.stdout.clone(), record.stderr.clone()];
+        let ring = service.ring.clone();
+        let ready_file = (state == State::Running)
+            .then(|| service.runtime.ready.as_ref()?.file.clone())
+            .flatten();
+        let mut copies = Vec::new();
+        for (fd, pipe, stream) in [
+            (1, &record.stdout, Stream::Stdout),
+            (2, &record.stderr, Stream::Stderr),
+        ] {
+            let reopened = pipe
+                .as_deref()
+                .and_then(|pipe| record::reopen_pipe(pid, fd, pipe));
+            match reopened.map(|file| self.copy_output(name, &ring, stream, file.into())) {
+                Some(Ok(copy)) => copies.push(copy),
+                Some(Err(err)) => self.events.line(&format!("{name}: {err}")),
+                None => self.events.line(&format!(
+                    "{name}: its {} is no longer the pipe it was given: not logged",
+                    if fd == 1 { "stdout" } else { "stderr" }
+                )),
+            }
+        }
+        self.watch_exit(name, generation, child);
+        let ready_watch =
+            self.watch_readiness(name, generation, ready_file.map(PathBuf::from), None);
+        if let Some(service) = self.services.get_mut(name) {
+            service.output = copies;
+            service.ready_watch = ready_watch;
+            service.run_from = ring.next_seq();
+        }
+        self.events.line(&format!(
+            "{name}: adopted, pid {pid}, {state} for {}s",
+            up_for.as_secs()
+        ));
+        self.save_record(name);
     }
 
     /// Once the run's output has been read (its processes are gone, so the pipes end; a process
@@ -895,31 +1055,58 @@ impl Daemon {
         }))
     }
 
+    /// A task copying `read` (a service's stdout or stderr pipe) into its log file and `ring`.
+    fn copy_output(
+        &self,
+        name: &str,
+        ring: &Ring,
+        stream: Stream,
+        read: OwnedFd,
+    ) -> Result<JoinHandle<()>, String> {
+        let file = match stream {
+            Stream::Stdout => format!("{name}.out.log"),
+            Stream::Stderr => format!("{name}.log"),
+        };
+        let path = self.config.log_dir.join(file);
+        let log = LogFile::open(&path, self.config.log_max_size, self.config.log_keep)
+            .map_err(|err| format!("open log {}: {err}", path.display()))?;
+        Ok(tokio::spawn(logfile::copy_pipe(
+            read,
+            log,
+            ring.clone(),
+            stream,
+        )))
+    }
+
     /// Pipes for a service's stdout and stderr, with tasks copying them into its log files and
-    /// `ring`; the tasks are added to `copies`.
+    /// `ring`; the tasks are added to `copies`, the pipes' ids to `pipes`.
+    ///
+    /// The container gets each pipe opened again read-write (through /proc/self/fd): as a
+    /// reader of its own pipe, it never meets EPIPE or SIGPIPE while no supervisor reads (one
+    /// died, the next is not up yet); its lines wait in the pipe for the next supervisor, which
+    /// opens the same pipe through /proc/PID/fd. The copy still ends when the container's
+    /// processes are gone, as they hold the only write ends.
     fn output_pipes(
         &self,
         name: &str,
         ring: &Ring,
         copies: &mut Vec<JoinHandle<()>>,
+        pipes: &mut [Option<String>; 2],
     ) -> Result<ContainerStdio, String> {
         let mut ends = Vec::new();
-        for (file, stream) in [
-            (format!("{name}.out.log"), Stream::Stdout),
-            (format!("{name}.log"), Stream::Stderr),
-        ] {
-            let path = self.config.log_dir.join(&file);
-            let log = LogFile::open(&path, self.config.log_max_size, self.config.log_keep)
-                .map_err(|err| format!("open log {}: {err}", path.display()))?;
-            let (read, write) =
-                pipe2(OFlag::O_CLOEXEC).map_err(|err| format!("create pipe for {file}: {err}"))?;
-            copies.push(tokio::spawn(logfile::copy_pipe(
-                read,
-                log,
-                ring.clone(),
-                stream,
-            )));
-            ends.push(write);
+        for (index, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+            let (read, write) = pipe2(OFlag::O_CLOEXEC)
+                .map_err(|err| format!("create pipe for {name}'s output: {err}"))?;
+            let shared = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(OFlag::O_CLOEXEC.bits())
+                .open(format!("/proc/self/fd/{}", write.as_raw_fd()))
+                .map_err(|err| format!("open {name}'s output pipe read-write: {err}"))?;
+            drop(write);
+            pipes[index] = record::pipe_id(&read);
+            copies.push(self.copy_output(name, ring, stream, read)?);
+            ends.push(OwnedFd::from(shared));
         }
         let stdin = fs::File::open("/dev/null")
             .map(OwnedFd::from)

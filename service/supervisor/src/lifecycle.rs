@@ -177,6 +177,17 @@ impl Lifecycle {
         }
     }
 
+    /// A service found running by a new supervisor: `state` is running or ready, up since
+    /// `up_since`, after `restarts` restarts.
+    pub fn adopted(policy: Policy, state: State, restarts: u32, up_since: Instant) -> Self {
+        Self {
+            state,
+            restarts,
+            up_since: Some(up_since),
+            ..Self::new(policy)
+        }
+    }
+
     /// A service that will not be started (its runtime.json is unusable, or its dependencies
     /// cannot be met).
     pub fn failed(policy: Policy) -> Self {

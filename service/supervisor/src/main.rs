@@ -17,6 +17,7 @@ mod notify;
 mod oneshot;
 mod order;
 mod protocol;
+mod record;
 mod ring;
 mod volumes;
 
@@ -197,6 +198,10 @@ struct SystemInitArgs {
     /// The control socket the operator's commands talk to.
     #[arg(long, default_value = protocol::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// Where each running service's record is kept, for a supervisor started after this one
+    /// to adopt it.
+    #[arg(long, default_value = "/run/kiln/services")]
+    state_dir: PathBuf,
     #[command(flatten)]
     runtime: RuntimeOptions,
 }
@@ -251,6 +256,7 @@ fn main() -> ExitCode {
                     log_keep: args.log_keep,
                     notify_dir: args.notify_dir,
                     socket: args.socket,
+                    state_dir: args.state_dir,
                 },
                 Helper::new(args.runtime.runtime()),
             ),

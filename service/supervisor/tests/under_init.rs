@@ -1,7 +1,8 @@
 //! `/init` in userspace mode over an image-like root: it runs /etc/init.d, sets the hostname,
-//! starts the supervisor and starts it again when it is killed (which then neither reruns
-//! onboot nor duplicates a service), reaps a thousand orphans, and on SIGUSR2 (busybox
-//! `poweroff`) has the supervisor stop every service before it exits.
+//! starts the supervisor and starts it again when it is killed -9 (the new one reruns no onboot
+//! and adopts the running services: the same pids, no second copy, output still read, a later
+//! crash restarted), reaps a thousand orphans, and on SIGUSR2 (busybox `poweroff`) has the
+//! supervisor stop every service before it exits.
 //! Runs as root inside the sandbox: the image root is chrooted into there, with its own /proc,
 //! /run and the sandbox's /sys and /dev; init is not PID 1 there, so it only ever signals its
 //! own descendants.
@@ -34,8 +35,17 @@ fn init_binary() -> std::path::PathBuf {
     Path::new(SERVICE).with_file_name("init")
 }
 
-fn pid_of(line: &str) -> i32 {
-    line.rsplit(' ').next().unwrap().parse().unwrap()
+/// Processes whose command line is `words`.
+fn processes_running(words: &[&str]) -> usize {
+    let wanted: Vec<u8> = words
+        .iter()
+        .flat_map(|word| [word.as_bytes(), b"\0"].concat())
+        .collect();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|line| line == wanted))
+        .count()
 }
 
 /// Children of `parent` that are zombies.
@@ -80,6 +90,13 @@ fn init_keeps_the_supervisor_alive_and_reaps_orphans_root() {
             &root.join("containers/services"),
             "sleeper",
             &["sleep", "1000"],
+        )
+        .runtime_json(&serde_json::json!({"stopTimeout": 1}));
+        // Writes all the time: with no reader it would die of SIGPIPE.
+        Bundle::new_in(
+            &root.join("containers/services"),
+            "ticker",
+            &["sh", "-c", "while true; do echo tick; sleep 0.01; done"],
         )
         .runtime_json(&serde_json::json!({"stopTimeout": 1}));
         Bundle::new_in(
@@ -141,6 +158,7 @@ fn init_keeps_the_supervisor_alive_and_reaps_orphans_root() {
         let first = pid_of(&lines.expect(&format!("init: started {supervisor}, pid ")));
         lines.expect("hello-from-onboot");
         let sleeper = pid_of(&lines.expect("service: sleeper: running, pid "));
+        let ticker = pid_of(&lines.expect("service: ticker: running, pid "));
         assert_eq!(
             fs::read_to_string("/proc/sys/kernel/hostname")?.trim(),
             "kiln-under-test"
@@ -164,14 +182,88 @@ fn init_keeps_the_supervisor_alive_and_reaps_orphans_root() {
         let second = pid_of(&lines.expect(&format!("init: started {supervisor}, pid ")));
         assert_ne!(second, first);
         lines.expect("volumes and onboot already ran at this boot");
-        lines.expect("service: sleeper: removing the container an earlier supervisor left");
+        lines.expect(&format!(
+            "service: sleeper: adopted, pid {sleeper}, running for "
+        ));
+        lines.expect(&format!(
+            "service: ticker: adopted, pid {ticker}, running for "
+        ));
+        assert_eq!(lines.count("hello-from-onboot"), 1, "onboot ran once");
+
+        // The new supervisor serves the same processes, once each.
+        let socket = root.join("run/service.sock");
+        let cli = |args: &[&str]| {
+            let mut command = Command::new(SERVICE);
+            command
+                .arg(args[0])
+                .arg("--socket")
+                .arg(&socket)
+                .args(&args[1..]);
+            let output = output_via_files(&mut command);
+            assert!(output.status.success(), "service {args:?}: {output:?}");
+            String::from_utf8(output.stdout).unwrap()
+        };
+        let list: serde_json::Value = serde_json::from_str(&cli(&["list", "--json"]))?;
+        let pids: Vec<(&str, i64)> = list["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|service| {
+                (
+                    service["name"].as_str().unwrap(),
+                    service["pid"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            pids,
+            [
+                ("sleeper", i64::from(sleeper)),
+                ("ticker", i64::from(ticker))
+            ]
+        );
+        assert_eq!(
+            processes_running(&["sleep", "1000"]),
+            1,
+            "no second sleeper"
+        );
+        // The ticker's output is read again: lines written after the adoption arrive.
+        let mut follower = Command::new(SERVICE)
+            .args(["logs", "-f", "-n", "0", "ticker", "--socket"])
+            .arg(&socket)
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut followed = std::io::BufReader::new(follower.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut followed, &mut line)?;
+        assert!(line.ends_with(" stdout: tick\n"), "{line:?}");
+        follower.kill()?;
+        follower.wait()?;
+        assert!(
+            read(&root.join("var/log/ticker.out.log")).lines().count() > 1,
+            "the log file goes on"
+        );
+
+        // A crash of an adopted service: seen through its pidfd, restarted by the policy.
+        kill(Pid::from_raw(sleeper), Signal::SIGKILL)?;
+        lines.expect("service: sleeper: ended (status unknown: adopted)");
+        lines.expect("service: sleeper: restart 1 in 1s");
         let restarted = pid_of(&lines.expect("service: sleeper: running, pid "));
         assert_ne!(restarted, sleeper);
-        assert_eq!(lines.count("hello-from-onboot"), 1, "onboot ran once");
+        assert_eq!(
+            lines.count("service: ticker: running, pid "),
+            1,
+            "never started twice"
+        );
+        assert_eq!(
+            lines.count("removing the container an earlier supervisor left"),
+            0
+        );
 
         kill(Pid::from_raw(init_pid), Signal::SIGUSR2)?;
         lines.expect("init: SIGUSR2 received: poweroff");
         lines.expect("service: sleeper: stopping with SIGTERM");
+        lines.expect("service: ticker: stopping with SIGTERM");
         lines.expect("service: all services stopped");
         lines.expect("init: poweroff: done");
         let status = init.wait()?;

@@ -29,6 +29,8 @@ pub enum Check {
     NoListeners,
     /// `/bin/sh -c COMMAND` exits 0.
     Run(String),
+    /// `/bin/sh -c COMMAND` exits 0; what it printed is shown on the console.
+    Show(String),
 }
 
 impl Check {
@@ -58,10 +60,11 @@ impl Check {
             "connect" if !rest.is_empty() => Self::Connect(rest.to_owned()),
             "no-listeners" => Self::NoListeners,
             "run" if !rest.is_empty() => Self::Run(rest.to_owned()),
+            "show" if !rest.is_empty() => Self::Show(rest.to_owned()),
             _ => {
                 return Err(format!(
                     "unknown check `{kind}` (exists, absent, contains, equals, mounted, connect, \
-                     no-listeners, run)"
+                     no-listeners, run, show)"
                 ))
             }
         };
@@ -71,11 +74,12 @@ impl Check {
         Ok(check)
     }
 
-    /// Tries the check until it holds or `deadline` passes; the last reason it did not hold.
-    pub fn until(&self, deadline: Instant, retry: Duration) -> Result<(), String> {
+    /// Tries the check until it holds or `deadline` passes: what it has to show (`show`'s
+    /// output, else nothing), or the last reason it did not hold.
+    pub fn until(&self, deadline: Instant, retry: Duration) -> Result<String, String> {
         loop {
             let why = match self.holds() {
-                Ok(()) => return Ok(()),
+                Ok(shown) => return Ok(shown),
                 Err(why) => why,
             };
             if Instant::now() + retry > deadline {
@@ -85,8 +89,28 @@ impl Check {
         }
     }
 
-    /// Whether the check holds now, and why not.
-    pub fn holds(&self) -> Result<(), String> {
+    /// Whether the check holds now (with what it has to show), and why not.
+    pub fn holds(&self) -> Result<String, String> {
+        if let Self::Run(command) | Self::Show(command) = self {
+            let output = Command::new("/bin/sh")
+                .args(["-c", command])
+                .output()
+                .map_err(|err| format!("cannot run /bin/sh: {err}"))?;
+            let mut said = String::from_utf8_lossy(&output.stdout).into_owned();
+            if !output.status.success() {
+                said.push_str(&String::from_utf8_lossy(&output.stderr));
+                return Err(format!("{} ({})", output.status, said.trim()));
+            }
+            return Ok(if matches!(self, Self::Show(_)) {
+                said
+            } else {
+                String::new()
+            });
+        }
+        self.holds_now().map(|()| String::new())
+    }
+
+    fn holds_now(&self) -> Result<(), String> {
         match self {
             Self::Exists(path) => fs::metadata(path)
                 .map(drop)
@@ -127,19 +151,7 @@ impl Check {
                 Err(last)
             }
             Self::NoListeners => no_listeners(),
-            Self::Run(command) => {
-                let output = Command::new("/bin/sh")
-                    .args(["-c", command])
-                    .output()
-                    .map_err(|err| format!("cannot run /bin/sh: {err}"))?;
-                if output.status.success() {
-                    Ok(())
-                } else {
-                    let mut said = String::from_utf8_lossy(&output.stdout).into_owned();
-                    said.push_str(&String::from_utf8_lossy(&output.stderr));
-                    Err(format!("{} ({})", output.status, said.trim()))
-                }
-            }
+            Self::Run(_) | Self::Show(_) => Ok(()),
         }
     }
 }
@@ -245,6 +257,17 @@ mod tests {
     }
 
     #[test]
+    fn show_gives_the_output_and_run_keeps_it() {
+        assert_eq!(
+            Check::parse("show echo a; echo b").unwrap().holds(),
+            Ok("a\nb\n".to_owned())
+        );
+        assert_eq!(Check::Run("echo a".into()).holds(), Ok(String::new()));
+        let err = Check::Show("echo said; exit 3".into()).holds().unwrap_err();
+        assert!(err.contains("said"), "{err}");
+    }
+
+    #[test]
     fn file_checks_tell_what_they_found() {
         let dir = std::env::temp_dir().join(format!("probe-test-{}", std::process::id()));
         fs::create_dir_all(&dir).expect("dir");
@@ -252,17 +275,20 @@ mod tests {
         fs::write(&file, "one\ntwo\n").expect("write");
         assert_eq!(
             Check::Equals(file.clone(), "one\ntwo".into()).holds(),
-            Ok(())
+            Ok(String::new())
         );
         let err = Check::Equals(file.clone(), "one".into())
             .holds()
             .expect_err("differs");
         assert!(err.contains("\"one\\ntwo\\n\""), "{err}");
-        assert_eq!(Check::Contains(file.clone(), "two".into()).holds(), Ok(()));
-        assert_eq!(Check::Exists(file.clone()).holds(), Ok(()));
+        assert_eq!(
+            Check::Contains(file.clone(), "two".into()).holds(),
+            Ok(String::new())
+        );
+        assert_eq!(Check::Exists(file.clone()).holds(), Ok(String::new()));
         assert!(Check::Absent(file.clone()).holds().is_err());
         fs::remove_dir_all(&dir).expect("clean");
-        assert_eq!(Check::Absent(file).holds(), Ok(()));
+        assert_eq!(Check::Absent(file).holds(), Ok(String::new()));
     }
 
     #[test]

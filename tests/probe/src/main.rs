@@ -38,7 +38,8 @@ struct Cli {
     exit: Option<u8>,
     /// Checks, one per argument: `exists PATH`, `absent PATH`, `contains PATH TEXT`,
     /// `equals PATH TEXT`, `mounted PATH [FSTYPE|OPTION]...`, `connect HOST:PORT`,
-    /// `no-listeners`, `run SHELL-COMMAND`. TEXT may hold \n and \t.
+    /// `no-listeners`, `run SHELL-COMMAND`, `show SHELL-COMMAND` (`run`, its output shown on
+    /// the console after the PASS line). TEXT may hold \n and \t.
     #[arg(value_name = "CHECK")]
     checks: Vec<String>,
 }
@@ -62,9 +63,12 @@ fn main() -> ExitCode {
         let text = text.replace('\n', "\\n").replace('\t', "\\t");
         let result = check.and_then(|check| check.until(deadline, RETRY));
         match result {
-            Ok(()) => {
+            Ok(shown) => {
                 passed += 1;
                 console.line(&format!("PROBE PASS {text}"));
+                for line in shown.lines() {
+                    console.line(line);
+                }
             }
             Err(why) => {
                 failed += 1;

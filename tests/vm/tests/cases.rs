@@ -128,8 +128,27 @@ fn a_crashing_service_is_restarted_and_dependents_wait_for_readiness() {
     let console = boot(
         "restart",
         &["tests/vm/cases/base.yml", "tests/vm/cases/restart.yml"],
-        2,
+        5,
     );
     console.assert_printed("service: crasher: exited with status 1");
     console.assert_printed("service: early: ready");
+    // `service list` from inside, shown by the probe: the table, every service in it.
+    let shown = console.assert_printed("PROBE PASS show service list");
+    let table: Vec<&str> = console.console[shown..]
+        .lines()
+        .skip(1)
+        .take(5)
+        .map(str::trim_end)
+        .collect();
+    assert!(
+        table[0].starts_with("NAME ") && table[0].ends_with("LAST EXIT"),
+        "{table:#?}"
+    );
+    for (row, name) in table[1..].iter().zip(["crasher", "early", "late", "probe"]) {
+        assert!(row.starts_with(&format!("{name} ")), "{table:#?}");
+        assert!(
+            row.contains(" running ") || row.contains(" ready "),
+            "{table:#?}"
+        );
+    }
 }
