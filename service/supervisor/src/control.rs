@@ -49,11 +49,21 @@ pub enum Reply {
 }
 
 /// Binds the socket at `path` (a stale one is replaced), mode 0600, and serves it on a task
-/// until the runtime ends.
+/// until the runtime ends. A socket someone still answers on is another supervisor's: that is
+/// an `AddrInUse` error, and nothing is touched.
 pub fn listen(path: &Path, requests: UnboundedSender<Control>) -> io::Result<JoinHandle<()>> {
     let context = |what: &str, err: io::Error| {
         io::Error::new(err.kind(), format!("{what} {}: {err}", path.display()))
     };
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "another supervisor answers on {}: not starting a second one",
+                path.display()
+            ),
+        ));
+    }
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|err| context("create the directory of", err))?;
     }

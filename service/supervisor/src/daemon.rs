@@ -206,6 +206,10 @@ impl Daemon {
         // Requests wait in the channel until the event loop runs.
         let listener = match control::listen(&self.config.socket, self.control_sender.clone()) {
             Ok(listener) => Some(listener),
+            Err(err) if err.kind() == io::ErrorKind::AddrInUse => {
+                eprintln!("service system-init: {err}");
+                return ExitCode::FAILURE;
+            }
             Err(err) => {
                 self.events.line(&format!("control socket: {err}"));
                 None

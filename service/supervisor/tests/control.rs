@@ -2,7 +2,8 @@
 //! status with and without --json; stop, start, restart and kill on running, crashed and stopped
 //! services; logs -n and -f; exec's exit code and namespaces; a garbage request answered with
 //! an error on a connection that goes on serving; a non-root client refused (by the socket's mode
-//! and, with the mode opened up, by its credentials); shutdown waited for.
+//! and, with the mode opened up, by its credentials); a second supervisor refused; shutdown
+//! waited for.
 //! Runs as root inside the sandbox.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
@@ -272,6 +273,25 @@ fn the_cli_lists_controls_and_follows_services_root() {
         let err = String::from_utf8_lossy(&refused.stderr);
         assert!(
             err.contains("the control socket serves root only (this client runs as uid 65534)"),
+            "{err}"
+        );
+        assert_eq!(listed("sleeper")["state"], "running", "still serving");
+
+        // A second supervisor finds the first one answering and leaves everything alone.
+        let mut second = Command::new(SERVICE);
+        second
+            .arg("system-init")
+            .arg("--path")
+            .arg(&containers)
+            .arg("--root")
+            .arg(state_root())
+            .arg("--cgroup-parent")
+            .arg(sandbox::cgroup_parent());
+        let second = output_via_files(&mut second);
+        assert!(!second.status.success());
+        let err = String::from_utf8_lossy(&second.stderr);
+        assert!(
+            err.contains("another supervisor answers on /run/service.sock"),
             "{err}"
         );
         assert_eq!(listed("sleeper")["state"], "running", "still serving");
