@@ -10,9 +10,9 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use crate::protocol::{Answer, LogLine, Request, ServiceInfo};
+use crate::protocol::{epoch_secs, Answer, LogLine, Request, ServiceInfo};
 
 /// A connection to the supervisor.
 #[derive(Debug)]
@@ -233,10 +233,7 @@ fn status(answer: &Answer) -> String {
     let Some(info) = &answer.service else {
         return String::new();
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
+    let now = epoch_secs(SystemTime::now());
     let mut text = format!(
         "{} - {} for {}\n",
         info.name,

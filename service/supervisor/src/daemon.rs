@@ -42,7 +42,9 @@ use crate::logfile::{self, LogFile};
 use crate::notify;
 use crate::oneshot;
 use crate::order::Order;
-use crate::protocol::{epoch_secs, Answer, ExecTarget, LogLine, Request, ServiceInfo};
+use crate::protocol::{
+    epoch_secs, from_epoch_secs, Answer, ExecTarget, LogLine, Request, ServiceInfo,
+};
 use crate::record::{self, Record, Records};
 use crate::ring::{self, Ring, Stream};
 use crate::volumes;
@@ -129,8 +131,6 @@ struct Service {
     since: SystemTime,
     /// Why it could not be started, until it is.
     problem: Option<String>,
-    /// When the current process started (wall clock, for the record).
-    started_at: Option<SystemTime>,
     /// The pipes of the current run's stdout and stderr (`pipe:[INODE]`).
     pipes: [Option<String>; 2],
 }
@@ -273,10 +273,9 @@ impl Daemon {
             Request::List => Answer {
                 services: Some(
                     self.services
-                        .keys()
-                        .map(|name| self.info(name))
-                        .collect::<Option<_>>()
-                        .unwrap_or_default(),
+                        .iter()
+                        .map(|(name, service)| info(name, service))
+                        .collect(),
                 ),
                 ..Answer::ok()
             },
@@ -290,7 +289,7 @@ impl Daemon {
                             .map(LogLine::from)
                             .collect(),
                     ),
-                    service: self.info(&name),
+                    service: Some(info(&name, service)),
                     ..Answer::ok()
                 },
                 Err(err) => Answer::error(err),
@@ -368,24 +367,6 @@ impl Daemon {
         })
     }
 
-    fn info(&self, name: &str) -> Option<ServiceInfo> {
-        let service = self.services.get(name)?;
-        Some(ServiceInfo {
-            name: name.to_owned(),
-            state: service.lifecycle.state().to_string(),
-            pid: service.pid.map(Pid::as_raw),
-            since: epoch_secs(service.since),
-            uptime: service
-                .lifecycle
-                .up_since()
-                .map(|since| since.elapsed().as_secs_f64()),
-            restarts: service.lifecycle.restarts(),
-            last_exit: service.lifecycle.last_exit().map(Into::into),
-            depends_on: service.runtime.depends_on.clone(),
-            problem: service.problem.clone(),
-        })
-    }
-
     /// `start`, `stop` or `restart`: feeds the request to the service's lifecycle and answers
     /// once the service has got where it was sent (at once if it is there already).
     async fn change(&mut self, name: String, event: Event, reply: ReplyTo<Reply>) -> bool {
@@ -433,13 +414,13 @@ impl Daemon {
             want_running: event != Event::StopRequested,
             reply,
         });
+        // Answered by dispatch once the service is there.
         self.dispatch(Message {
             name,
             generation,
             event,
         })
         .await;
-        self.answer_pending();
         false
     }
 
@@ -460,7 +441,7 @@ impl Daemon {
             let running = matches!(state, State::Running | State::Ready);
             let answer = if running == request.want_running {
                 Answer {
-                    service: self.info(&request.name),
+                    service: Some(info(&request.name, service)),
                     ..Answer::ok()
                 }
             } else {
@@ -470,7 +451,7 @@ impl Daemon {
                     .or_else(|| service.lifecycle.last_exit().map(|exit| exit.to_string()))
                     .map_or(String::new(), |why| format!(": {why}"));
                 Answer {
-                    service: self.info(&request.name),
+                    service: Some(info(&request.name, service)),
                     ..Answer::error(format!("{}: {state}{why}", request.name))
                 }
             };
@@ -496,7 +477,7 @@ impl Daemon {
         }
         match self.helper.runtime().kill(name, signal, false) {
             Ok(()) => Answer {
-                service: self.info(name),
+                service: Some(info(name, service)),
                 ..Answer::ok()
             },
             Err(err) => Answer::error(format!("kill {name}: {err}")),
@@ -580,7 +561,6 @@ impl Daemon {
                     report_output: false,
                     since: SystemTime::now(),
                     problem: None,
-                    started_at: None,
                     pipes: [None, None],
                 },
             );
@@ -717,7 +697,6 @@ impl Daemon {
                         self.events.line(&format!("{name}: running, pid {pid}"));
                         if let Some(service) = self.services.get_mut(name) {
                             service.problem = None;
-                            service.started_at = Some(SystemTime::now());
                         }
                         Some(Event::Started)
                     }
@@ -736,16 +715,9 @@ impl Daemon {
                     watch.abort();
                 }
                 service.pid = None;
-                service.started_at = None;
                 self.records.remove(name);
                 let prepared = service.prepared.take();
-                let mut problems = launch::remove(self.helper.runtime(), name, None).await;
-                if let Some(prepared) = prepared {
-                    problems.extend(prepared.undo().await.iter().map(ToString::to_string));
-                }
-                for problem in problems {
-                    self.events.line(&format!("{name}: clean-up: {problem}"));
-                }
+                self.remove_container(name, prepared).await;
                 self.report_output(name).await;
                 None
             }
@@ -869,6 +841,18 @@ impl Daemon {
         });
     }
 
+    /// Deletes container `name` (its processes gone) and undoes what was prepared for it; what
+    /// cannot be done is logged.
+    async fn remove_container(&mut self, name: &str, prepared: Option<Prepared>) {
+        let mut problems = launch::remove(self.helper.runtime(), name, None).await;
+        if let Some(prepared) = prepared {
+            problems.extend(prepared.undo().await.iter().map(ToString::to_string));
+        }
+        for problem in problems {
+            self.events.line(&format!("{name}: clean-up: {problem}"));
+        }
+    }
+
     /// Writes service `name`'s record, for a supervisor that may come after this one.
     fn save_record(&mut self, name: &str) {
         let Some(service) = self.services.get(name) else {
@@ -881,10 +865,14 @@ impl Daemon {
             // Gone already: its exit is on the way.
             return;
         };
+        let up_for = service
+            .lifecycle
+            .up_since()
+            .map_or(Duration::ZERO, |since| since.elapsed());
         let record = Record {
             pid: pid.as_raw(),
             start_ticks,
-            started_at: epoch_secs(service.started_at.unwrap_or_else(SystemTime::now)),
+            started_at: epoch_secs(SystemTime::now() - up_for),
             state: service.lifecycle.state().to_string(),
             restarts: service.lifecycle.restarts(),
             prepared: prepared.clone(),
@@ -923,30 +911,21 @@ impl Daemon {
                 state.pid == record.pid && state.status == runtime::Status::Running
             });
         let same_process = record::start_ticks(pid) == Some(record.start_ticks);
-        let adopted = match record.lifecycle_state() {
-            Some(state) if running_here && same_process => {
-                Child::adopt(pid).map(|child| (state, child))
-            }
-            _ => Err(io::Error::other("not running")),
-        };
-        let (state, child) = match adopted {
-            Ok(adopted) => adopted,
-            Err(_) => {
-                self.events.line(&format!(
-                    "{name}: the container an earlier supervisor started (pid {pid}) is gone: cleaning up"
-                ));
-                let mut problems = launch::remove(self.helper.runtime(), name, None).await;
-                problems.extend(record.prepared.undo().await.iter().map(ToString::to_string));
-                for problem in problems {
-                    self.events.line(&format!("{name}: clean-up: {problem}"));
-                }
-                return;
-            }
+        let adopted = record
+            .lifecycle_state()
+            .filter(|_| running_here && same_process)
+            .and_then(|state| Some((state, Child::adopt(pid).ok()?)));
+        let Some((state, child)) = adopted else {
+            self.events.line(&format!(
+                "{name}: the container an earlier supervisor started (pid {pid}) is gone: cleaning up"
+            ));
+            self.remove_container(name, Some(record.prepared)).await;
+            return;
         };
         let now = SystemTime::now();
-        let started_at =
-            std::time::UNIX_EPOCH + Duration::from_secs_f64(record.started_at.max(0.0));
-        let up_for = now.duration_since(started_at).unwrap_or_default();
+        let up_for = now
+            .duration_since(from_epoch_secs(record.started_at))
+            .unwrap_or_default();
         let up_since = Instant::now()
             .checked_sub(up_for)
             .unwrap_or_else(Instant::now);
@@ -960,7 +939,6 @@ impl Daemon {
         service.since = now;
         service.problem = None;
         service.pid = Some(pid);
-        service.started_at = Some(started_at);
         service.prepared = Some(record.prepared);
         service.pipes = [record.stdout.clone(), record.stderr.clone()];
         let ring = service.ring.clone();
@@ -980,7 +958,7 @@ impl Daemon {
                 Some(Err(err)) => self.events.line(&format!("{name}: {err}")),
                 None => self.events.line(&format!(
                     "{name}: its {} is no longer the pipe it was given: not logged",
-                    if fd == 1 { "stdout" } else { "stderr" }
+                    stream.as_str()
                 )),
             }
         }
@@ -1165,6 +1143,24 @@ impl Daemon {
                 }
             }
         }
+    }
+}
+
+/// What `list` and `status` show of service `name`.
+fn info(name: &str, service: &Service) -> ServiceInfo {
+    ServiceInfo {
+        name: name.to_owned(),
+        state: service.lifecycle.state().to_string(),
+        pid: service.pid.map(Pid::as_raw),
+        since: epoch_secs(service.since),
+        uptime: service
+            .lifecycle
+            .up_since()
+            .map(|since| since.elapsed().as_secs_f64()),
+        restarts: service.lifecycle.restarts(),
+        last_exit: service.lifecycle.last_exit().map(Into::into),
+        depends_on: service.runtime.depends_on.clone(),
+        problem: service.problem.clone(),
     }
 }
 

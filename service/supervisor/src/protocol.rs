@@ -170,11 +170,7 @@ impl From<&ring::Line> for LogLine {
         Self {
             seq: line.seq,
             time: epoch_secs(line.time),
-            stream: match line.stream {
-                Stream::Stdout => "stdout",
-                Stream::Stderr => "stderr",
-            }
-            .to_owned(),
+            stream: line.stream.as_str().to_owned(),
             text: line.text.clone(),
         }
     }
@@ -185,7 +181,7 @@ impl LogLine {
     pub fn to_ring_line(&self) -> ring::Line {
         ring::Line {
             seq: self.seq,
-            time: UNIX_EPOCH + Duration::from_secs_f64(self.time.max(0.0)),
+            time: from_epoch_secs(self.time),
             stream: if self.stream == "stderr" {
                 Stream::Stderr
             } else {
@@ -211,6 +207,11 @@ pub fn epoch_secs(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64()
+}
+
+/// The time `seconds` after the epoch (before it counts as the epoch).
+pub fn from_epoch_secs(seconds: f64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs_f64(seconds.max(0.0))
 }
 
 #[cfg(test)]

@@ -23,6 +23,15 @@ pub enum Stream {
     Stderr,
 }
 
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+        }
+    }
+}
+
 /// One line of output, without its newline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
@@ -38,17 +47,14 @@ impl fmt::Display for Line {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let since_epoch = self.time.duration_since(UNIX_EPOCH).unwrap_or_default();
         let day_secs = since_epoch.as_secs() % 86_400;
-        let stream = match self.stream {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        };
         write!(
             f,
-            "{:02}:{:02}:{:02}.{:03} {stream}: {}",
+            "{:02}:{:02}:{:02}.{:03} {}: {}",
             day_secs / 3600,
             day_secs / 60 % 60,
             day_secs % 60,
             since_epoch.subsec_millis(),
+            self.stream.as_str(),
             self.text
         )
     }

@@ -47,10 +47,14 @@ fn cli_ok(args: &[&str]) -> String {
 
 /// Runs a CLI command that must fail; returns its stderr.
 fn cli_fails(args: &[&str]) -> String {
-    let output = cli(args);
+    failure(&cli(args), &format!("service {args:?}"))
+}
+
+/// The stderr of `what`, which must have failed.
+fn failure(output: &Output, what: &str) -> String {
     assert!(
         !output.status.success(),
-        "service {args:?} succeeded: {}",
+        "{what} succeeded: {}",
         String::from_utf8_lossy(&output.stdout)
     );
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -260,17 +264,13 @@ fn the_cli_lists_controls_and_follows_services_root() {
             output_via_files(&mut command)
         };
         assert_eq!(fs::metadata(SOCKET)?.permissions().mode() & 0o777, 0o600);
-        let refused = as_nobody("list");
-        assert!(!refused.status.success());
-        let err = String::from_utf8_lossy(&refused.stderr);
+        let err = failure(&as_nobody("list"), "list as nobody");
         assert!(
             err.contains("Permission denied") && err.contains("for root only"),
             "{err}"
         );
         fs::set_permissions(SOCKET, fs::Permissions::from_mode(0o666))?;
-        let refused = as_nobody("list");
-        assert!(!refused.status.success());
-        let err = String::from_utf8_lossy(&refused.stderr);
+        let err = failure(&as_nobody("list"), "list as nobody");
         assert!(
             err.contains("the control socket serves root only (this client runs as uid 65534)"),
             "{err}"
@@ -278,18 +278,8 @@ fn the_cli_lists_controls_and_follows_services_root() {
         assert_eq!(listed("sleeper")["state"], "running", "still serving");
 
         // A second supervisor finds the first one answering and leaves everything alone.
-        let mut second = Command::new(SERVICE);
-        second
-            .arg("system-init")
-            .arg("--path")
-            .arg(&containers)
-            .arg("--root")
-            .arg(state_root())
-            .arg("--cgroup-parent")
-            .arg(sandbox::cgroup_parent());
-        let second = output_via_files(&mut second);
-        assert!(!second.status.success());
-        let err = String::from_utf8_lossy(&second.stderr);
+        let second = output_via_files(&mut daemon_command(&containers, &[]));
+        let err = failure(&second, "a second system-init");
         assert!(
             err.contains("another supervisor answers on /run/service.sock"),
             "{err}"

@@ -15,12 +15,26 @@ use std::process::{Command, Output};
 use kiln::fstree::{Kind, Tree};
 use kiln::source::Sources;
 
+/// `kiln ARGS` with `cache` as its image cache.
+fn kiln_command(cache: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    command.args(args).env("KILN_CACHE", cache);
+    command
+}
+
 fn kiln(cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .args(args)
-        .env("KILN_CACHE", cache)
-        .output()
-        .expect("run kiln")
+    kiln_command(cache, args).output().expect("run kiln")
+}
+
+/// `kiln pkg COMMAND PACKAGE`, which must fail; its stderr.
+fn pkg_fails(cache: &Path, command: &str, package: &tempfile::TempDir) -> String {
+    let path = package.path().to_str().expect("utf-8");
+    let output = kiln(cache, &["pkg", command, path]);
+    assert!(
+        !output.status.success(),
+        "kiln pkg {command} {path} succeeded"
+    );
+    text(&output.stderr)
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -178,12 +192,7 @@ fn a_missing_file_or_an_unknown_deb_fails_without_a_cache_entry() {
         "missing",
         "image: missing\ncontents:\n  - files: nowhere\n    to: /etc/\n",
     );
-    let output = kiln(
-        cache.path(),
-        &["pkg", "build", missing.path().to_str().expect("utf-8")],
-    );
-    assert!(!output.status.success());
-    let err = text(&output.stderr);
+    let err = pkg_fails(cache.path(), "build", &missing);
     assert!(
         err.contains("contents[0].files: `nowhere` is not in"),
         "{err}"
@@ -194,12 +203,7 @@ fn a_missing_file_or_an_unknown_deb_fails_without_a_cache_entry() {
         "unknown",
         "image: unknown\ncontents:\n  - deb: no-such-package-in-debian\n",
     );
-    let output = kiln(
-        cache.path(),
-        &["pkg", "build", unknown.path().to_str().expect("utf-8")],
-    );
-    assert!(!output.status.success());
-    let err = text(&output.stderr);
+    let err = pkg_fails(cache.path(), "build", &unknown);
     assert!(
         err.contains("Debian package `no-such-package-in-debian` is not known to apt"),
         "{err}"
@@ -207,12 +211,7 @@ fn a_missing_file_or_an_unknown_deb_fails_without_a_cache_entry() {
     assert!(!index_names(cache.path()).contains("kiln/unknown"));
 
     let invalid = package("invalid", "image: Bad\ncontents: []\n");
-    let output = kiln(
-        cache.path(),
-        &["pkg", "show-tag", invalid.path().to_str().expect("utf-8")],
-    );
-    assert!(!output.status.success());
-    let err = text(&output.stderr);
+    let err = pkg_fails(cache.path(), "show-tag", &invalid);
     assert!(
         err.contains("build.yml:1: image: `Bad` is not an image name"),
         "{err}"
@@ -228,13 +227,14 @@ fn two_builds_at_once_make_a_package_once() {
         "image: twice\ncontents:\n  - deb: busybox-static\n    keep: [/bin/busybox]\n  - applets: /bin/busybox\n",
     );
     let start = || {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(["pkg", "build", twice.path().to_str().expect("utf-8")])
-            .env("KILN_CACHE", cache.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run kiln")
+        kiln_command(
+            cache.path(),
+            &["pkg", "build", twice.path().to_str().expect("utf-8")],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kiln")
     };
     let (first, second) = (start(), start());
     let outputs = [first, second].map(|child| child.wait_with_output().expect("wait for kiln"));

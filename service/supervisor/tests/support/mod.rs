@@ -144,10 +144,11 @@ pub fn pid_of(line: &str) -> i32 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
-/// `service system-init` on the `containers` tree with the sandbox's runtime root and cgroup
-/// parent and `extra` arguments; its event lines are followed.
-pub fn start_daemon(containers: &Path, extra: &[&str]) -> (std::process::Child, Lines) {
-    let mut daemon = Command::new(SERVICE)
+/// The `service system-init` command on the `containers` tree with the sandbox's runtime root
+/// and cgroup parent and `extra` arguments.
+pub fn daemon_command(containers: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(SERVICE);
+    command
         .arg("system-init")
         .arg("--path")
         .arg(containers)
@@ -155,7 +156,13 @@ pub fn start_daemon(containers: &Path, extra: &[&str]) -> (std::process::Child, 
         .arg("--root")
         .arg(state_root())
         .arg("--cgroup-parent")
-        .arg(sandbox::cgroup_parent())
+        .arg(sandbox::cgroup_parent());
+    command
+}
+
+/// [`daemon_command`] started, its event lines followed.
+pub fn start_daemon(containers: &Path, extra: &[&str]) -> (std::process::Child, Lines) {
+    let mut daemon = daemon_command(containers, extra)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
