@@ -32,6 +32,14 @@ pub fn line(message: &str) {
     }
 }
 
+/// The time since the kernel started (CLOCK_BOOTTIME, suspend included), as `1.234 s`.
+pub fn since_boot() -> String {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
+        Ok(now) => format!("{}.{:03} s", now.tv_sec(), now.tv_nsec() / 1_000_000),
+        Err(err) => format!("an unknown time ({err})"),
+    }
+}
+
 /// Writes one line, formatted.
 #[macro_export]
 macro_rules! say {

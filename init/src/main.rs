@@ -44,6 +44,12 @@ fn main() -> ExitCode {
             }
         };
     }
+    // The first line: where userspace begins on the boot clock (the boot benchmark reads it).
+    say!(
+        "kiln init {} started, {} after boot",
+        env!("CARGO_PKG_VERSION"),
+        console::since_boot()
+    );
     let system = nix::unistd::getpid().as_raw() == 1 && !Path::new("/proc/self").exists();
     let signals = match Signals::new() {
         Ok(signals) => signals,

@@ -12,27 +12,14 @@ RSS_ROUNDS=${RSS_ROUNDS:-10}
 SERVICE=$(realpath "${SERVICE:-target/x86_64-unknown-linux-gnu/release/service}")
 RUNTIMES=(kiln crun runc)
 
+# shellcheck source=tests/bench/harness.sh
+. "$(dirname "$0")/harness.sh"
 if [ -z "${KILN_BENCH_ID:-}" ]; then
-    [ "$(id -u)" -eq 0 ] || { echo "lifecycle.sh: needs root" >&2; exit 1; }
-    for tool in runc crun /usr/bin/time unshare busybox; do
-        command -v "$tool" >/dev/null || { echo "lifecycle.sh: $tool is missing" >&2; exit 1; }
-    done
-    [ -x "$SERVICE" ] || { echo "lifecycle.sh: build $SERVICE first (cargo build --release)" >&2; exit 1; }
-    export KILN_BENCH_ID="kiln-bench-$$" SERVICE ROUNDS RSS_ROUNDS
-    status=0
-    timeout 1800 unshare --pid --fork --mount --net --uts --ipc --propagation private --mount-proc \
-        "$0" "$ROUNDS" || status=$?
-    # The namespace is gone; remove the cgroups the runtimes made below ours (children first).
-    for dir in /sys/fs/cgroup/*/"$KILN_BENCH_ID"; do
-        [ -d "$dir" ] && find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null
-    done
-    exit "$status"
+    need_tools runc crun /usr/bin/time busybox
+    [ -x "$SERVICE" ] || fail "build $SERVICE first (cargo build --release)"
+    export SERVICE ROUNDS RSS_ROUNDS
 fi
-
-[ "$$" -eq 1 ] || { echo "lifecycle.sh: not PID 1 of a new pid namespace" >&2; exit 1; }
-grep -q ' / / .*shared:' /proc/self/mountinfo && { echo "lifecycle.sh: / still propagates" >&2; exit 1; }
-# One cgroup view for every runtime: v1 controllers only (the detach is private to this namespace).
-if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
+in_namespaces 1800 "$ROUNDS"
 
 work=/tmp/kiln-bench
 mkdir -p "$work" && mount -t tmpfs tmpfs "$work"
@@ -70,8 +57,6 @@ lifecycle() { # RUNTIME ID: one foreground run, output discarded
     esac >/dev/null
 }
 
-now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
-
 declare -A times
 for round in $(seq 1 "$ROUNDS"); do
     for rt in "${RUNTIMES[@]}"; do
@@ -89,10 +74,6 @@ for round in $(seq 1 "$RSS_ROUNDS"); do
         rss[$rt]+="$kib "
     done
 done
-
-stats() { # values... -> "min median max"
-    printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2; print v[1], m, v[NR]}'
-}
 
 read -r _ kiln_median _ <<<"$(stats ${times[kiln]})"
 echo "| runtime | min ms | median ms | max ms | median vs Kiln | peak RSS KiB (median of $RSS_ROUNDS) |"

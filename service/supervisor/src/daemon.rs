@@ -163,6 +163,10 @@ struct Daemon {
     /// Who asked for the shutdown, to be told when it is done.
     shutdown_reply: Option<ReplyTo<Reply>>,
     records: Records,
+    /// When this supervisor started.
+    started: Instant,
+    /// Whether "all services up" has been said.
+    announced_up: bool,
 }
 
 impl Daemon {
@@ -191,6 +195,8 @@ impl Daemon {
             pending: Vec::new(),
             shutting_down: false,
             shutdown_reply: None,
+            started: Instant::now(),
+            announced_up: false,
         })
     }
 
@@ -219,6 +225,7 @@ impl Daemon {
         self.load_services();
         self.adopt_all().await;
         self.start_ready_dependents();
+        self.announce_all_up();
         loop {
             tokio::select! {
                 Some(message) = self.receiver.recv() => self.dispatch(message).await,
@@ -660,7 +667,30 @@ impl Daemon {
                 self.start_ready_dependents();
             }
         }
+        self.announce_all_up();
         self.answer_pending();
+    }
+
+    /// Says once, the first time every service is up (running, or ready where it declares
+    /// readiness), when that was on the boot clock and after this supervisor's start.
+    fn announce_all_up(&mut self) {
+        if self.announced_up || self.shutting_down {
+            return;
+        }
+        if !self.services.keys().all(|name| self.dependency_up(name)) {
+            return;
+        }
+        self.announced_up = true;
+        let since_boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or_else(
+            |err| format!("an unknown time ({err})"),
+            |now| format!("{}.{:03} s", now.tv_sec(), now.tv_nsec() / 1_000_000),
+        );
+        let line = format!(
+            "all {} services up, {since_boot} after boot, {:.3} s after the supervisor started",
+            self.services.len(),
+            self.started.elapsed().as_secs_f64()
+        );
+        self.events.line(&line);
     }
 
     fn log_event(&mut self, name: &str, event: Event, before: State, after: State) {

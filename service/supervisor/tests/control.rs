@@ -117,6 +117,15 @@ fn the_cli_lists_controls_and_follows_services_root() {
         );
         let (mut daemon, mut lines) = start_daemon(&containers, &[]);
         let sleeper = pid_of(&lines.expect("sleeper: running, pid "));
+        // needs-flaky starts once flaky runs, so all three are up, briefly: said with the clocks.
+        let up = lines.expect("all 3 services up, ");
+        let clocks = up.split_once("up, ").unwrap().1;
+        let (boot, supervisor) = clocks.split_once(" s after boot, ").unwrap();
+        let supervisor = supervisor
+            .strip_suffix(" s after the supervisor started")
+            .unwrap();
+        assert!(boot.parse::<f64>()? > supervisor.parse::<f64>()?, "{up}");
+        assert!(lines.position("all 3 services up") > lines.position("needs-flaky: running"));
         lines.expect("flaky: exited with status 3");
 
         // list: a table, and the same as JSON.
@@ -223,6 +232,7 @@ fn the_cli_lists_controls_and_follows_services_root() {
         cli_ok(&["kill", "sleeper", "TERM"]);
         lines.expect("sleeper: exited with status 0");
         lines.expect("sleeper: restart 1 in 1s");
+        assert_eq!(lines.count("services up"), 1, "said once, the first time");
         let err = cli_fails(&["kill", "sleeper", "SIGNOPE"]);
         assert!(
             err.contains("kill sleeper: unknown signal `SIGNOPE`"),

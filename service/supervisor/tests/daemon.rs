@@ -212,6 +212,8 @@ fn services_are_supervised_and_stopped_in_order_root() {
         lines.expect("bye-from-onshutdown");
         lines.expect("sleeper: still running 1s after the stop signal: killing");
         lines.expect("all services stopped");
+        // Some services never came up: "all services up" was never said.
+        assert_eq!(lines.count("services up"), 0, "{}", lines.seen.join("\n"));
         let status = daemon.wait()?;
         lines.drain();
         assert!(status.success(), "{status}");

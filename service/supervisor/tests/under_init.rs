@@ -154,6 +154,13 @@ fn init_keeps_the_supervisor_alive_and_reaps_orphans_root() {
         let mut lines = Lines::follow(init.stdout.take().unwrap());
 
         lines.expect("init: userspace mode");
+        // init's first line says where userspace began on the boot clock.
+        assert!(
+            lines.seen[0].starts_with("init: kiln init ")
+                && lines.seen[0].ends_with(" s after boot"),
+            "{}",
+            lines.seen[0]
+        );
         lines.expect("orphans-made");
         let first = pid_of(&lines.expect(&format!("init: started {supervisor}, pid ")));
         lines.expect("hello-from-onboot");

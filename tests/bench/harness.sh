@@ -1,0 +1,51 @@
+# shellcheck shell=bash
+# Sourced by the benchmark scripts: the clock, min/median/max, the check for the tools a benchmark
+# needs, and the namespaces a benchmark that runs containers runs in.
+
+# BENCH: the script's name, for its messages.
+BENCH=$(basename "$0")
+
+fail() { echo "$BENCH: $*" >&2; exit 1; }
+
+# Each tool named must be on PATH.
+need_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || fail "$tool is missing"
+    done
+}
+
+# The wall clock in microseconds.
+now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
+
+# values... -> "min median max"
+stats() {
+    printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2; print v[1], m, v[NR]}'
+}
+
+# Runs the calling script again, with the same arguments, as PID 1 of fresh pid, mount, net, uts and
+# ipc namespaces with / private (at most SECONDS seconds), then removes the cgroups the runtimes made
+# below KILN_BENCH_ID, and exits with its status. In the re-run (KILN_BENCH_ID set) it checks the
+# namespaces instead, gives every runtime the same pure cgroup v1 view (the unified hierarchy is
+# detached, privately: crun needs a pure view) and brings up lo. The caller exports what the re-run
+# needs first.
+in_namespaces() { # SECONDS ARGS...
+    local seconds=$1 status=0
+    shift
+    if [ -z "${KILN_BENCH_ID:-}" ]; then
+        [ "$(id -u)" -eq 0 ] || fail "needs root"
+        need_tools unshare
+        export KILN_BENCH_ID="kiln-bench-$$"
+        timeout "$seconds" unshare --pid --fork --mount --net --uts --ipc --propagation private --mount-proc \
+            "$0" "$@" || status=$?
+        local dir
+        for dir in /sys/fs/cgroup/*/"$KILN_BENCH_ID"; do
+            if [ -d "$dir" ]; then find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
+        done
+        exit "$status"
+    fi
+    [ "$$" -eq 1 ] || fail "not PID 1 of a new pid namespace"
+    if grep -q ' / / .*shared:' /proc/self/mountinfo; then fail "/ still propagates"; fi
+    if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
+    ip link set lo up
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Image and build benchmark: the size of what Kiln puts on an image to run containers (init and
+# the service binary) beside what a LinuxKit image carries for the same job (Debian's containerd,
+# containerd-shim-runc-v2 and runc); the size of the example image; and the time `kiln build`
+# takes for yml/example.yml with a warm cache (one build first, then ROUNDS timed builds).
+# Usage: tests/bench/image.sh [ROUNDS]  (RELEASE=directory of the release binaries)
+set -euo pipefail
+# shellcheck source=tests/bench/harness.sh
+. "$(dirname "$0")/harness.sh"
+
+ROUNDS=${1:-${ROUNDS:-10}}
+RELEASE=$(realpath "${RELEASE:-target/x86_64-unknown-linux-gnu/release}")
+KILN=$RELEASE/kiln
+
+need_tools containerd containerd-shim-runc-v2 runc
+[ -x "$KILN" ] || fail "build $KILN first (cargo build --release)"
+work=$(mktemp -d /tmp/kiln-bench-image.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+
+size() { stat -L -c %s "$1"; }
+kib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1024 }'; }
+
+kiln_total=$(($(size "$RELEASE/init") + $(size "$RELEASE/service")))
+debian_total=0
+for tool in containerd containerd-shim-runc-v2 runc; do
+    debian_total=$((debian_total + $(size "$(command -v "$tool")")))
+done
+echo "| what | KiB |"
+echo "|---|---|"
+echo "| Kiln: init | $(kib "$(size "$RELEASE/init")") |"
+echo "| Kiln: service (supervisor, runtime, CLI) | $(kib "$(size "$RELEASE/service")") |"
+echo "| Kiln: together | $(kib "$kiln_total") |"
+for tool in containerd containerd-shim-runc-v2 runc; do
+    echo "| Debian: $tool | $(kib "$(size "$(command -v "$tool")")") |"
+done
+awk -v k="$kiln_total" -v d="$debian_total" \
+    'BEGIN { printf "| Debian: together | %.0f (%.1fx Kiln) |\n", d / 1024, d / k }'
+
+# The first build fills the cache (packages of this repository, the kernel); the rest are timed.
+"$KILN" build -o "$work" yml/example.yml >/dev/null
+initrd=$work/example-initrd.img
+unpacked=$(gzip -dc "$initrd" | wc -c)
+echo "| example initrd (gzip) | $(kib "$(size "$initrd")") |"
+echo "| example initrd unpacked | $(kib "$unpacked") |"
+echo "| example kernel (bzImage) | $(kib "$(size "$work/example-kernel")") |"
+echo
+
+times=()
+for _ in $(seq 1 "$ROUNDS"); do
+    start=$(now_us)
+    "$KILN" build -o "$work" yml/example.yml >/dev/null
+    end=$(now_us)
+    times+=("$(((end - start) / 1000))")
+done
+read -r min median max <<<"$(stats "${times[@]}")"
+echo "| build | min ms | median ms | max ms |"
+echo "|---|---|---|---|"
+echo "| kiln build yml/example.yml, warm cache | $min | $median | $max |"
+echo
+echo "$ROUNDS builds after one that filled the cache."
