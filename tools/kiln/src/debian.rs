@@ -4,9 +4,11 @@
 //! Runs in: `kiln pkg build` on a Debian build host. Runs apt-cache, apt-get and dpkg-deb;
 //! writes only into the cache directory.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -58,6 +60,9 @@ impl Record {
     }
 }
 
+/// The packages apt was asked about in this run: apt's answer does not change within one.
+static SHOWN: OnceLock<Mutex<HashMap<String, Record>>> = OnceLock::new();
+
 /// Where fetched `.deb` files are kept.
 #[derive(Debug, Clone)]
 pub struct Debian {
@@ -73,9 +78,37 @@ impl Debian {
         }
     }
 
-    /// The version of `name` apt would install.
+    /// The version of `name` apt would install; asked once per run.
     pub fn show(&self, name: &str) -> Result<Record> {
-        let output = Command::new("apt-cache")
+        let mut shown = SHOWN
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(record) = shown.get(name) {
+            return Ok(record.clone());
+        }
+        let record = self.ask_apt(name)?;
+        shown.insert(name.to_owned(), record.clone());
+        Ok(record)
+    }
+
+    fn ask_apt(&self, name: &str) -> Result<Record> {
+        // apt's binary package cache is kept with the .debs: apt-cache otherwise rebuilds it
+        // from the package lists on every run (most of a second) wherever the system's copy is
+        // switched off, as in Debian's container images, or not writable by this user.
+        let apt_cache = self.cache.join("apt");
+        let mut command = Command::new("apt-cache");
+        if fs::create_dir_all(&apt_cache).is_ok() {
+            for (option, file) in [
+                ("Dir::Cache::pkgcache", "pkgcache.bin"),
+                ("Dir::Cache::srcpkgcache", "srcpkgcache.bin"),
+            ] {
+                command
+                    .arg("-o")
+                    .arg(format!("{option}={}", apt_cache.join(file).display()));
+            }
+        }
+        let output = command
             .args(["show", "--no-all-versions", name])
             .stdin(Stdio::null())
             .output()
