@@ -37,11 +37,12 @@ ln -s busybox "$rootfs/bin/sh"
 
 # The Kiln tree: N bundles with containerd's default spec, the shared root and `sleep`.
 tree=$work/containers
+spec=$(ctr oci spec)
 for n in $(seq -w 1 "$COUNT"); do
     mkdir -p "$tree/services/svc-$n"
-    ctr oci spec | jq --arg root "$rootfs" --arg name "svc-$n" \
+    jq --arg root "$rootfs" --arg name "svc-$n" \
         '.process.args = ["/bin/sleep", "2147483647"] | .root = {path: $root, readonly: true} | .hostname = $name' \
-        > "$tree/services/svc-$n/config.json"
+        <<<"$spec" > "$tree/services/svc-$n/config.json"
     # sleep, PID 1 of its namespace, ignores SIGTERM: stopped with SIGKILL at once after the round.
     echo '{"stopSignal": "SIGKILL"}' > "$tree/services/svc-$n/runtime.json"
 done
@@ -64,7 +65,7 @@ memory() {
 
 # Kiln: the supervisor started on the tree; running once it says every service is up.
 kiln_round() { # ROUND -> "microseconds rss pss processes"
-    local dir=$work/kiln-$1 start end fifo line pid
+    local dir=$work/kiln-$1 start end fifo line pid running
     mkdir -p "$dir"
     fifo=$dir/events && mkfifo "$fifo"
     start=$(now_us)
@@ -88,7 +89,7 @@ kiln_round() { # ROUND -> "microseconds rss pss processes"
 
 # containerd: the daemon started, its socket awaited, then one `ctr run -d` per service.
 containerd_round() { # ROUND -> "microseconds rss pss processes"
-    local dir=$work/containerd-$1 start end pid n shims
+    local dir=$work/containerd-$1 start end pid n shims running
     mkdir -p "$dir/log"
     local ctr=(ctr --address "$dir/containerd.sock" --namespace services.linuxkit)
     start=$(now_us)

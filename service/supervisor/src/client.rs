@@ -192,12 +192,10 @@ pub fn table(services: &[ServiceInfo]) -> String {
         rows.push(vec![
             info.name.clone(),
             info.state.clone(),
-            info.pid.map_or("-".to_owned(), |pid| pid.to_string()),
-            info.uptime.map_or("-".to_owned(), duration),
+            or_dash(info.pid),
+            or_dash(info.uptime.map(duration)),
             info.restarts.to_string(),
-            info.last_exit
-                .as_ref()
-                .map_or("-".to_owned(), ToString::to_string),
+            or_dash(info.last_exit.as_ref()),
         ]);
     }
     let widths: Vec<usize> = (0..rows[0].len())
@@ -214,6 +212,11 @@ pub fn table(services: &[ServiceInfo]) -> String {
         text.push('\n');
     }
     text
+}
+
+/// A fact that may be missing, `-` then.
+fn or_dash(value: Option<impl ToString>) -> String {
+    value.map_or("-".to_owned(), |value| value.to_string())
 }
 
 /// `web: running, pid 312, up 5s`.
@@ -243,18 +246,10 @@ fn status(answer: &Answer) -> String {
     let mut fact = |label: &str, value: String| {
         text.push_str(&format!("  {label:<11}{value}\n"));
     };
-    fact(
-        "pid:",
-        info.pid.map_or("-".to_owned(), |pid| pid.to_string()),
-    );
-    fact("uptime:", info.uptime.map_or("-".to_owned(), duration));
+    fact("pid:", or_dash(info.pid));
+    fact("uptime:", or_dash(info.uptime.map(duration)));
     fact("restarts:", info.restarts.to_string());
-    fact(
-        "last exit:",
-        info.last_exit
-            .as_ref()
-            .map_or("-".to_owned(), ToString::to_string),
-    );
+    fact("last exit:", or_dash(info.last_exit.as_ref()));
     if !info.depends_on.is_empty() {
         fact("depends on:", info.depends_on.join(", "));
     }

@@ -385,7 +385,7 @@ impl Daemon {
             }
         };
         let state = service.lifecycle.state();
-        let running = matches!(state, State::Running | State::Ready);
+        let running = state.runs();
         let generation = service.generation;
         let starts = match event {
             Event::StartRequested => !running,
@@ -445,8 +445,7 @@ impl Daemon {
                 self.pending.push(request);
                 continue;
             }
-            let running = matches!(state, State::Running | State::Ready);
-            let answer = if running == request.want_running {
+            let answer = if state.runs() == request.want_running {
                 Answer {
                     service: Some(info(&request.name, service)),
                     ..Answer::ok()
@@ -654,7 +653,8 @@ impl Daemon {
                     service.report_output = true;
                 }
             }
-            if before != after && matches!(after, State::Running | State::Ready) {
+            let came_up = before != after && after.runs();
+            if came_up {
                 self.save_record(&name);
             }
             self.log_event(&name, event, before, after);
@@ -663,7 +663,7 @@ impl Daemon {
                     queue.push_back((name.clone(), None, event));
                 }
             }
-            if before != after && matches!(after, State::Running | State::Ready) {
+            if came_up {
                 self.start_ready_dependents();
             }
         }

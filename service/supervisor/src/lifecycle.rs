@@ -58,6 +58,11 @@ impl State {
             Self::Backoff => "backoff",
         }
     }
+
+    /// Whether its process runs: running, or ready.
+    pub fn runs(self) -> bool {
+        matches!(self, Self::Running | Self::Ready)
+    }
 }
 
 impl fmt::Display for State {

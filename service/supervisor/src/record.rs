@@ -40,11 +40,9 @@ pub struct Record {
 impl Record {
     /// The state it names, if it is one a service can be adopted in.
     pub fn lifecycle_state(&self) -> Option<State> {
-        match self.state.as_str() {
-            "running" => Some(State::Running),
-            "ready" => Some(State::Ready),
-            _ => None,
-        }
+        [State::Running, State::Ready]
+            .into_iter()
+            .find(|state| state.as_str() == self.state)
     }
 }
 
