@@ -50,9 +50,21 @@ impl Client {
     pub fn ask(&mut self, request: &Request) -> Result<(Answer, String), String> {
         let mut line = serde_json::to_string(request).map_err(|err| err.to_string())?;
         line.push('\n');
-        self.writer
-            .write_all(line.as_bytes())
-            .map_err(|err| format!("send the request: {err}"))?;
+        if let Err(err) = self.writer.write_all(line.as_bytes()) {
+            // A supervisor that refuses this client answers and hangs up without reading: the
+            // request meets a closed socket, and the answer waiting to be read says why.
+            if !matches!(
+                err.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) {
+                return Err(format!("send the request: {err}"));
+            }
+            return self
+                .next()
+                .ok()
+                .flatten()
+                .ok_or_else(|| format!("send the request: {err}"));
+        }
         self.next()?
             .ok_or_else(|| "the supervisor closed the connection without answering".to_owned())
     }
@@ -330,6 +342,24 @@ mod tests {
              web      running  312  1m15s   0         -\n\
              crasher  backoff  -    -       3         status 3\n"
         );
+    }
+
+    #[test]
+    fn a_refusal_is_read_even_when_the_request_could_not_be_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("service.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream
+                .write_all(Answer::error("permission denied").to_line().as_bytes())
+                .unwrap();
+            // Hangs up without reading, as the supervisor does with a client it refuses.
+        });
+        let mut client = Client::connect(&path).unwrap();
+        server.join().unwrap();
+        let (answer, _) = client.ask(&Request::List).unwrap();
+        assert_eq!(answer.error.as_deref(), Some("permission denied"));
     }
 
     #[test]
