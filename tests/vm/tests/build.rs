@@ -88,6 +88,7 @@ fn a_built_image_boots_and_runs_its_bundles() {
         &parsed,
         &report,
         &dir.path().join("cache"),
+        None,
         &mut |_, _, _| {},
     )
     .expect("assemble");

@@ -26,6 +26,7 @@ use crate::manifest::{File, Manifest, Volume};
 use crate::mountpoint;
 use crate::oci_layout::Layout;
 use crate::process;
+use crate::registry::Registry;
 use crate::source::{LocalImage, Sources};
 
 /// Where init images and volumes point `/etc/resolv.conf`.
@@ -66,16 +67,19 @@ pub struct Assembly {
 pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
 
 /// Assembles `manifest` (already checked; `report` holds its documents, so relative paths
-/// are taken from each entry's file), reading cached images from `cache`.
+/// are taken from each entry's file), reading cached images from `cache` and pulling the
+/// registry images it lacks through `registry`.
 pub fn assemble(
     manifest: &Manifest,
     report: &Report,
     cache: &Path,
+    registry: Option<&Registry>,
     progress: Progress<'_>,
 ) -> Result<Assembly> {
     let mut builder = Builder {
         report,
         cache: cache.to_owned(),
+        registry,
         images: HashMap::new(),
         progress,
         assembly: Assembly::default(),
@@ -136,6 +140,7 @@ pub fn allocate_ids(manifest: &Manifest) -> BTreeMap<String, u32> {
 struct Builder<'a> {
     report: &'a Report,
     cache: PathBuf,
+    registry: Option<&'a Registry>,
     images: HashMap<(PathBuf, String), Rc<LocalImage>>,
     progress: Progress<'a>,
     assembly: Assembly,
@@ -163,6 +168,7 @@ impl Builder<'_> {
         let sources = Sources {
             base,
             cache: self.cache.clone(),
+            registry: self.registry,
         };
         let progress = &mut self.progress;
         let image = Rc::new(sources.read(text, &mut |done, total| progress(text, done, total))?);

@@ -1,7 +1,8 @@
 //! `kiln`: the host tool. `kiln validate FILE.yml...` checks manifests without fetching
 //! anything and reports every problem with its file, line and field; `kiln build` turns them
-//! into an image (a tar, or kernel+initrd); `kiln pkg build` makes the images packages
-//! describe, into the local cache; `kiln run` boots a built image under qemu.
+//! into an image (a tar, or kernel+initrd), pulling registry images into the local cache;
+//! `kiln pkg build` makes the images packages describe, into the local cache; `kiln cache`
+//! lists and clears that cache; `kiln run` boots a built image under qemu.
 //! Runs in: a user's shell on the build host.
 
 use std::io::{self, IsTerminal, Read, Write};
@@ -10,9 +11,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use kiln::credentials::Login;
 use kiln::debian::Debian;
 use kiln::output::{self, Format};
 use kiln::package::Package;
+use kiln::pull_progress::mib;
+use kiln::registry::{PullOptions, Registry};
 use kiln::{assemble, defaults, pkgbuild, qemu, source, Input};
 
 /// `kiln run`'s exit status when the timeout stopped the VM (as timeout(1) has it).
@@ -45,7 +49,8 @@ enum Command {
         files: Vec<String>,
     },
     /// Build an image from manifests (merged in order). Images come from local OCI layouts
-    /// and archives (`oci:`, `oci-archive:`, `docker-archive:`) or the local cache.
+    /// and archives (`oci:`, `oci-archive:`, `docker-archive:`), packages (`@pkg:`), or
+    /// registries through the local cache: an image the cache has is not fetched again.
     Build {
         /// The directory the outputs are written to.
         #[arg(short = 'o', long = "dir", default_value = ".", value_name = "DIR")]
@@ -59,10 +64,15 @@ enum Command {
         /// The local image cache (default: $KILN_CACHE, else ~/.cache/kiln/images).
         #[arg(long, value_name = "DIR")]
         cache: Option<PathBuf>,
+        #[command(flatten)]
+        pull: PullArgs,
         /// Manifest files; `-` reads standard input.
         #[arg(required = true, value_name = "FILE.yml")]
         files: Vec<String>,
     },
+    /// The local image cache: list, remove and prune what pulls and package builds put there.
+    #[command(subcommand)]
+    Cache(Cache),
     /// Boot an image `kiln build` wrote (OUT/NAME: NAME-vmlinux or NAME-kernel,
     /// NAME-initrd.img, NAME-cmdline) under qemu, the console on this terminal. Exits 0 when
     /// the guest powers off, V when it writes V to the debug-exit port (0xf4), 124 at the timeout.
@@ -86,6 +96,48 @@ enum Command {
     /// Packages: folders with a build.yml that make an image without Docker.
     #[command(subcommand)]
     Pkg(Pkg),
+}
+
+/// How registries are spoken to.
+#[derive(Debug, clap::Args)]
+struct PullArgs {
+    /// Ask the registry whether each tag still names what the cache has, and pull it if not.
+    #[arg(long)]
+    pull: bool,
+    /// A login for a registry: HOST=USER:PASSWORD (HOST as image references name it, e.g.
+    /// docker.io or localhost:5000). Repeat for more. Without one, ~/.docker/config.json's
+    /// login is used, else none.
+    #[arg(long, value_name = "HOST=USER:PASSWORD")]
+    registry_auth: Vec<Login>,
+    /// A registry (HOST or HOST:PORT) that may be spoken to over plain http when it does
+    /// not answer https. Registries on this machine (localhost, 127.0.0.0/8, ::1) always may.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    insecure_registry: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cache {
+    /// List the images in the cache: reference, digest and the size of their blobs.
+    Ls {
+        /// The local image cache (default: $KILN_CACHE, else ~/.cache/kiln/images).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+    },
+    /// Remove images from the cache, and the blobs no other image uses.
+    Rm {
+        /// The local image cache (default: $KILN_CACHE, else ~/.cache/kiln/images).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// References as manifests write them, or as `kiln cache ls` shows them.
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Remove the blobs no image uses and partial downloads.
+    Prune {
+        /// The local image cache (default: $KILN_CACHE, else ~/.cache/kiln/images).
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,8 +172,10 @@ fn main() -> ExitCode {
             name,
             format,
             cache,
+            pull,
             files,
-        } => build(&files, &dir, name, format, cache),
+        } => build(&files, &dir, name, format, cache, pull),
+        Command::Cache(command) => cache(command),
         Command::Run {
             mem,
             disk,
@@ -171,6 +225,49 @@ fn run(image: &Path, mem: u32, disks: Vec<PathBuf>, timeout: u64, accel: String)
         }
         Err(err) => {
             eprintln!("kiln run: {name}: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cache(command: Cache) -> ExitCode {
+    let (Cache::Ls { cache } | Cache::Rm { cache, .. } | Cache::Prune { cache }) = &command;
+    let dir = cache.clone().unwrap_or_else(source::default_cache);
+    let result = match &command {
+        Cache::Ls { .. } => kiln::cache::list(&dir).map(|entries| {
+            let width = entries
+                .iter()
+                .map(|e| e.name.len())
+                .max()
+                .unwrap_or(0)
+                .max(9);
+            println!("{:width$}  {:19}  SIZE", "REFERENCE", "DIGEST");
+            for entry in entries {
+                let short = entry.digest.get(..19).unwrap_or(&entry.digest);
+                println!("{:width$}  {short:19}  {}", entry.name, mib(entry.size));
+            }
+        }),
+        Cache::Rm { images, .. } => kiln::cache::remove(&dir, images).map(|freed| {
+            eprintln!(
+                "kiln cache: removed {} image{}, freed {} blobs ({})",
+                images.len(),
+                if images.len() == 1 { "" } else { "s" },
+                freed.blobs,
+                mib(freed.bytes)
+            );
+        }),
+        Cache::Prune { .. } => kiln::cache::prune(&dir).map(|freed| {
+            eprintln!(
+                "kiln cache: freed {} blobs ({})",
+                freed.blobs,
+                mib(freed.bytes)
+            );
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kiln cache: {}: {err:#}", dir.display());
             ExitCode::FAILURE
         }
     }
@@ -231,6 +328,7 @@ fn build(
     name: Option<String>,
     format: Format,
     cache: Option<PathBuf>,
+    pull: PullArgs,
 ) -> ExitCode {
     let mut inputs = Vec::new();
     for file in files {
@@ -262,7 +360,13 @@ fn build(
             let _ = io::stderr().flush();
         }
     };
-    let result = assemble::assemble(&manifest, &report, &cache, &mut progress)
+    let registry = Registry::new(PullOptions {
+        pull: pull.pull,
+        insecure: pull.insecure_registry,
+        logins: pull.registry_auth,
+        terminal,
+    });
+    let result = assemble::assemble(&manifest, &report, &cache, Some(&registry), &mut progress)
         .and_then(|assembly| output::write(&assembly, dir, &name, format));
     match result {
         Ok(written) => {

@@ -35,17 +35,39 @@ pub fn ref_name(entry: &Descriptor) -> Option<&str> {
 /// The entry named `name` in the index of the layout at `dir`; `None` when the layout or
 /// the entry does not exist.
 pub fn lookup(dir: &Path, name: &str) -> Result<Option<Descriptor>> {
-    let path = dir.join("index.json");
-    if !path.exists() {
-        return Ok(None);
-    }
-    let index = ImageIndex::from_file(&path)
-        .with_context(|| format!("{} is not an image index", path.display()))?;
-    Ok(index
+    Ok(read_index(dir)?
         .manifests()
         .iter()
         .find(|entry| ref_name(entry) == Some(name))
         .cloned())
+}
+
+/// The index of the layout at `dir`; an empty one when the layout has none yet.
+pub fn read_index(dir: &Path) -> Result<ImageIndex> {
+    let path = dir.join("index.json");
+    if !path.exists() {
+        return Ok(ImageIndex::default());
+    }
+    ImageIndex::from_file(&path)
+        .with_context(|| format!("{} is not an image index", path.display()))
+}
+
+/// Replaces the index of the layout at `dir` (atomically: readers see the old or the new).
+pub fn write_index(dir: &Path, index: &ImageIndex) -> Result<()> {
+    let text = serde_json::to_vec_pretty(index).context("cannot write index.json")?;
+    write_atomic(&dir.join("index.json"), &text)
+}
+
+/// The path of the blob `digest` in the layout at `dir` (whether it is there or not).
+pub fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("blobs")
+        .join(digest.algorithm().as_ref())
+        .join(digest.digest())
+}
+
+/// Whether a descriptor's media type is an index (OCI) or a manifest list (Docker).
+pub fn is_index(media_type: &str) -> bool {
+    media_type.contains("image.index") || media_type.contains("manifest.list")
 }
 
 /// The file a layout's writers lock (flock) beside `index.json`.
@@ -92,6 +114,11 @@ impl Layout {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the layout holds the blob `digest`.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        blob_path(&self.dir, digest).is_file()
     }
 
     /// Stores `bytes` as a blob and returns its descriptor.
@@ -145,14 +172,8 @@ impl Layout {
     }
 
     /// Adds `descriptor` to index.json, replacing an entry with the same ref name.
-    fn name(&self, descriptor: Descriptor) -> Result<()> {
-        let path = self.dir.join("index.json");
-        let mut index = if path.exists() {
-            ImageIndex::from_file(&path)
-                .with_context(|| format!("{} is not an image index", path.display()))?
-        } else {
-            ImageIndex::default()
-        };
+    pub fn name(&self, descriptor: Descriptor) -> Result<()> {
+        let mut index = read_index(&self.dir)?;
         let new_name = ref_name(&descriptor).map(str::to_owned);
         let mut manifests: Vec<Descriptor> = index
             .manifests()
@@ -163,8 +184,7 @@ impl Layout {
         manifests.push(descriptor);
         manifests.sort_by(|a, b| ref_name(a).cmp(&ref_name(b)));
         index.set_manifests(manifests);
-        let text = serde_json::to_vec_pretty(&index).context("cannot write index.json")?;
-        write_atomic(&path, &text)
+        write_index(&self.dir, &index)
     }
 }
 

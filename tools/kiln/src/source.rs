@@ -22,10 +22,11 @@ use sha2::{Digest as _, Sha256};
 use crate::debian::Debian;
 use crate::fstree::{self, Tree};
 use crate::layer;
-use crate::oci_layout::ref_name;
+use crate::oci_layout::{is_index, ref_name};
 use crate::package::Package;
 use crate::pkgbuild;
 use crate::reference::ImageSource;
+use crate::registry::Registry;
 
 /// The platform every image is built for.
 pub const OS: &str = "linux";
@@ -58,15 +59,18 @@ pub struct LocalImage {
 
 /// Where images are looked for.
 #[derive(Debug, Clone)]
-pub struct Sources {
+pub struct Sources<'a> {
     /// Relative `oci:`, `oci-archive:` and `docker-archive:` paths are taken from here (the
     /// manifest's directory).
     pub base: PathBuf,
     /// The local cache: an OCI layout whose manifests are named by full reference.
     pub cache: PathBuf,
+    /// Where registry references missing from the cache are pulled from; without it they
+    /// must be in the cache.
+    pub registry: Option<&'a Registry>,
 }
 
-impl Sources {
+impl Sources<'_> {
     /// Reads the image `text` (as written in the manifest), calling `progress` with the
     /// number of layers applied and the total.
     pub fn read(&self, text: &str, progress: &mut dyn FnMut(usize, usize)) -> Result<LocalImage> {
@@ -84,6 +88,9 @@ impl Sources {
             }
             ImageSource::Registry(reference) => {
                 let name = reference.whole();
+                if let Some(registry) = self.registry {
+                    registry.ensure(reference, &self.cache)?;
+                }
                 if !self.cache.join("index.json").is_file() {
                     bail!(
                         "`{name}` is not in the local cache ({} has no images yet)",
@@ -233,22 +240,59 @@ fn manifest_of(blobs: &Blobs, descriptor: &Descriptor, depth: usize) -> Result<I
     }
     let bytes = blobs.blob(descriptor)?;
     let media_type = descriptor.media_type().to_string();
-    if media_type.contains("index") || media_type.contains("manifest.list") {
+    if is_index(&media_type) {
         let index =
             ImageIndex::from_reader(&bytes[..]).context("nested index is not an image index")?;
-        let platform = index
-            .manifests()
-            .iter()
-            .find(|entry| {
-                entry.platform().as_ref().is_some_and(|platform| {
-                    platform.os().to_string() == OS
-                        && platform.architecture().to_string() == ARCHITECTURE
-                })
-            })
-            .ok_or_else(|| anyhow!("the index has no {OS}/{ARCHITECTURE} image"))?;
+        let platform = platform(&index)?;
         return manifest_of(blobs, platform, depth + 1);
     }
     ImageManifest::from_reader(&bytes[..]).context("not an image manifest")
+}
+
+/// The index entry for linux/amd64: one without a variant first.
+pub fn platform(index: &ImageIndex) -> Result<&Descriptor> {
+    let matching: Vec<&Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|entry| {
+            entry.platform().as_ref().is_some_and(|platform| {
+                platform.os().to_string() == OS
+                    && platform.architecture().to_string() == ARCHITECTURE
+            })
+        })
+        .collect();
+    if let Some(entry) = matching
+        .iter()
+        .find(|entry| {
+            entry
+                .platform()
+                .as_ref()
+                .is_some_and(|p| p.variant().is_none())
+        })
+        .or(matching.first())
+    {
+        return Ok(entry);
+    }
+    let offered: Vec<String> = index
+        .manifests()
+        .iter()
+        .filter_map(|entry| entry.platform().as_ref())
+        .map(|platform| {
+            let mut text = format!("{}/{}", platform.os(), platform.architecture());
+            if let Some(variant) = platform.variant() {
+                text = format!("{text}/{variant}");
+            }
+            text
+        })
+        .collect();
+    bail!(
+        "the image has no {OS}/{ARCHITECTURE} version; its index offers {}",
+        if offered.is_empty() {
+            "no platforms".to_owned()
+        } else {
+            offered.join(", ")
+        }
+    )
 }
 
 /// The layout entry named `name`, or else the only one.

@@ -468,9 +468,18 @@ fn a_bad_digest_a_missing_image_and_a_bad_manifest_write_nothing() {
         err.contains("onboot[0] (bad.yml:2): image `oci:nowhere`: cannot read"),
         "{err}"
     );
-    let err = fails(&dir, "onboot:\n  - name: x\n    image: alpine:3.20\n");
+    // A registry image the cache lacks is pulled; here nothing listens on its port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let err = fails(
+        &dir,
+        &format!("onboot:\n  - name: x\n    image: {closed}/alpine:3.20\n"),
+    );
     assert!(
-        err.contains("`docker.io/library/alpine:3.20` is not in the local cache"),
+        err.contains(&format!(
+            "cannot pull `{closed}/alpine:3.20`: cannot reach the registry {closed}"
+        )),
         "{err}"
     );
 

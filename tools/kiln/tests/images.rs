@@ -44,10 +44,11 @@ fn config() -> Config {
     config
 }
 
-fn sources(base: &Path) -> Sources {
+fn sources(base: &Path) -> Sources<'static> {
     Sources {
         base: base.to_owned(),
         cache: base.join("cache"),
+        registry: None,
     }
 }
 

@@ -53,6 +53,7 @@ fn image(cache: &Path, reference: &str) -> kiln::source::LocalImage {
     Sources {
         base: PathBuf::from("."),
         cache: cache.to_owned(),
+        registry: None,
     }
     .read(reference, &mut |_, _| {})
     .unwrap_or_else(|err| panic!("{reference}: {err:#}"))
