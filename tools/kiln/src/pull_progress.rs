@@ -79,6 +79,15 @@ impl PullProgress {
         }
     }
 
+    /// `--pull` found the tag naming what the cache has (`digest`).
+    pub fn up_to_date(&mut self, digest: &str) {
+        if self.terminal {
+            eprintln!("\r\x1b[K{}: up to date", self.name);
+        } else {
+            eprintln!("{} is up to date ({digest})", self.name);
+        }
+    }
+
     /// The pull failed: a terminal's line is ended so the error starts on its own.
     pub fn failed(&mut self) {
         if self.terminal && self.drawn.is_some() {

@@ -60,6 +60,23 @@ mod tests {
         assert_eq!(reference.registry(), "docker.io");
         assert_eq!(reference.repository(), "linuxkit/kernel");
         assert_eq!(reference.tag(), Some("6.12.59"));
+        for (short, whole) in [
+            ("alpine", "docker.io/library/alpine:latest"),
+            ("alpine:3.20", "docker.io/library/alpine:3.20"),
+            ("linuxkit/init:v1.0", "docker.io/linuxkit/init:v1.0"),
+            ("docker.io/library/alpine", "docker.io/library/alpine:latest"),
+            ("localhost:5000/kiln/hello", "localhost:5000/kiln/hello:latest"),
+            ("ghcr.io/org/image:tag", "ghcr.io/org/image:tag"),
+            (
+                "alpine@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+                "docker.io/library/alpine@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            ),
+        ] {
+            let ImageSource::Registry(reference) = ImageSource::parse(short).expect(short) else {
+                panic!("{short} is a registry reference");
+            };
+            assert_eq!(reference.whole(), whole, "{short}");
+        }
         for valid in [
             "alpine:3.20",
             "nginx:1.19.5-alpine",

@@ -105,7 +105,8 @@ impl Registry {
         let mut progress = PullProgress::start(&name, self.options.terminal);
         let result = runtime.block_on(self.pull(reference, cache, cached.as_ref(), &mut progress));
         match &result {
-            Ok(digest) => progress.done(digest),
+            Ok(Pulled::Fetched(digest)) => progress.done(digest),
+            Ok(Pulled::UpToDate(digest)) => progress.up_to_date(digest),
             Err(_) => progress.failed(),
         }
         result
@@ -113,14 +114,15 @@ impl Registry {
             .with_context(|| format!("cannot pull `{name}`"))
     }
 
-    /// Pulls `reference` into `cache`; returns the digest its entry names.
+    /// Pulls `reference` into `cache`; says whether it fetched anything and the digest its
+    /// entry names.
     async fn pull(
         &self,
         reference: &Reference,
         cache: &Path,
         cached: Option<&Descriptor>,
         progress: &mut PullProgress,
-    ) -> Result<String> {
+    ) -> Result<Pulled> {
         let host = reference.resolve_registry().to_owned();
         let credentials = credentials::for_registry(reference.registry(), &self.options.logins)?;
         let client = self.client(reference, &credentials).await?;
@@ -131,7 +133,7 @@ impl Registry {
                 .await
                 .map_err(failed)?;
             if digest == cached.digest().to_string() {
-                return Ok(digest);
+                return Ok(Pulled::UpToDate(digest));
             }
         }
         let layout = Layout::create(cache)?;
@@ -192,7 +194,7 @@ impl Registry {
         let mut entry = top_descriptor;
         entry.set_annotations(Some([(REF_NAME.to_owned(), reference.whole())].into()));
         layout.name(entry)?;
-        Ok(top_digest)
+        Ok(Pulled::Fetched(top_digest))
     }
 
     /// The client for the registry of `reference`, logged in: https first; http where it is
@@ -225,7 +227,9 @@ impl Registry {
             .await
         {
             Ok(_) => https,
-            Err(OciDistributionError::RequestError(_)) if self.http_allowed(&host) => {
+            Err(OciDistributionError::RequestError(_))
+                if http_allowed(&host, &self.options.insecure) =>
+            {
                 // As Docker does for such registries: https first, then plain http. When
                 // both fail, http's error is the one that tells (https to a plain server
                 // only says the handshake failed).
@@ -241,27 +245,38 @@ impl Registry {
         self.clients.borrow_mut().insert(host, client.clone());
         Ok(client)
     }
+}
 
-    /// Whether `host` (`NAME[:PORT]`) may be spoken to over http.
-    fn http_allowed(&self, host: &str) -> bool {
-        if self.options.insecure.iter().any(|insecure| {
-            insecure == host
-                || host
-                    .rsplit_once(':')
-                    .is_some_and(|(name, _)| name == insecure)
-        }) {
-            return true;
+/// Whether `host` (`NAME[:PORT]`) may be spoken to over http: it is on this machine, or
+/// `insecure` names it (with or without its port).
+fn http_allowed(host: &str, insecure: &[String]) -> bool {
+    let (name, _) = split_host(host);
+    insecure
+        .iter()
+        .any(|allowed| allowed == host || allowed == name)
+        || name == "localhost"
+        || name
+            .parse::<IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+/// `NAME[:PORT]` split in two; a bracketed IPv6 address loses its brackets.
+fn split_host(host: &str) -> (&str, Option<&str>) {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            (name, Some(port))
         }
-        let name = match host.rsplit_once(':') {
-            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-            _ => host,
-        };
-        let name = name.trim_start_matches('[').trim_end_matches(']');
-        name == "localhost"
-            || name
-                .parse::<IpAddr>()
-                .is_ok_and(|address| address.is_loopback())
-    }
+        _ => (host, None),
+    };
+    (name.trim_start_matches('[').trim_end_matches(']'), port)
+}
+
+/// What a pull did, and the digest the cache's entry names.
+#[derive(Debug)]
+enum Pulled {
+    Fetched(String),
+    /// `--pull` found the tag naming what the cache has.
+    UpToDate(String),
 }
 
 /// Downloads one blob into the cache, resuming a partial download left there; a resumed
@@ -468,10 +483,7 @@ fn explain(
 
 /// `host` with the port the request went to, when it names none.
 fn with_port(host: &str, err: &reqwest::Error) -> String {
-    let has_port = host
-        .rsplit_once(':')
-        .is_some_and(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()));
-    if has_port {
+    if split_host(host).1.is_some() {
         return host.to_owned();
     }
     match err.url().map(reqwest::Url::scheme) {
@@ -501,4 +513,37 @@ fn chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_this_machine_or_when_named() {
+        for local in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.8.0.1",
+            "[::1]:5000",
+        ] {
+            assert!(http_allowed(local, &[]), "{local}");
+        }
+        for remote in [
+            "docker.io",
+            "registry.example:5000",
+            "10.0.0.1:5000",
+            "[fe80::1]:5000",
+            "localhost.example",
+        ] {
+            assert!(!http_allowed(remote, &[]), "{remote}");
+        }
+        let insecure = ["registry.example".to_owned(), "10.0.0.1:5000".to_owned()];
+        assert!(http_allowed("registry.example:5000", &insecure));
+        assert!(http_allowed("registry.example", &insecure));
+        assert!(http_allowed("10.0.0.1:5000", &insecure));
+        assert!(!http_allowed("10.0.0.1:6000", &insecure));
+        assert!(!http_allowed("other.example", &insecure));
+    }
 }

@@ -1,13 +1,16 @@
 //! `kiln build` pulling from a real registry (Debian's `docker-registry`, started on
 //! 127.0.0.1 by each test, filled with `skopeo` from images Kiln's layout writer made): pull and
 //! build, the second build from the cache with the registry gone, logins required, given and
-//! refused, a tampered blob, a multi-arch index, a resumed download, and `kiln cache`.
+//! refused, bearer tokens from a token service, a tampered blob, a multi-arch index, a resumed
+//! download, and `kiln cache`.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use kiln::fstree::{Kind, Node, Tree};
@@ -95,9 +98,122 @@ impl Drop for Server {
     }
 }
 
+/// USER:PASSWORD as an HTTP basic `Authorization` carries it (base64).
+const BASIC: &str = "Basic YWxpY2U6b3BlbiBzZXNhbWU=";
+/// The token the token service hands out.
+const TOKEN: &str = "kiln-test-token";
+
+/// A front for a registry that wants bearer tokens, as Docker Hub does: a request without
+/// the token is answered 401 with a `Bearer` challenge naming the token service at `/token`,
+/// which gives the token for USER:PASSWORD only; requests with it go on to the registry.
+struct TokenFront {
+    host: String,
+    /// Requests that carried the token and were passed on.
+    passed: Arc<AtomicUsize>,
+}
+
+impl TokenFront {
+    fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the front");
+        let host = listener.local_addr().expect("address").to_string();
+        let passed = Arc::new(AtomicUsize::new(0));
+        let (front, upstream, count) = (host.clone(), upstream.to_owned(), passed.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let (front, upstream, count) = (front.clone(), upstream.clone(), count.clone());
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &front, &upstream, &count);
+                });
+            }
+        });
+        Self { host, passed }
+    }
+}
+
+/// Answers one request on `client` (each response closes the connection).
+fn serve(
+    mut client: TcpStream,
+    front: &str,
+    upstream: &str,
+    passed: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        // A TLS handshake (https tried first) is turned away as a plain http server would.
+        if head.is_empty() && byte[0] == 0x16 {
+            return Ok(());
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let target = head.split(' ').nth(1).unwrap_or_default().to_owned();
+    let authorization = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("authorization")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let reply = |client: &mut TcpStream, status: &str, extra: &str, body: &str| {
+        write!(
+            client,
+            "HTTP/1.1 {status}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    if target.starts_with("/token") {
+        if authorization == BASIC {
+            return reply(
+                &mut client,
+                "200 OK",
+                "",
+                &json!({"token": TOKEN}).to_string(),
+            );
+        }
+        return reply(
+            &mut client,
+            "401 Unauthorized",
+            "",
+            r#"{"details":"bad login"}"#,
+        );
+    }
+    if authorization != format!("Bearer {TOKEN}") {
+        let challenge = format!(
+            "WWW-Authenticate: Bearer realm=\"http://{front}/token\",service=\"kiln-test\"\r\n"
+        );
+        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#;
+        return reply(&mut client, "401 Unauthorized", &challenge, body);
+    }
+    passed.fetch_add(1, Ordering::SeqCst);
+    let mut registry = TcpStream::connect(upstream)?;
+    let request: String = head
+        .lines()
+        .filter(|line| {
+            let name = line.split(':').next().unwrap_or_default();
+            !name.eq_ignore_ascii_case("authorization") && !name.eq_ignore_ascii_case("connection")
+        })
+        .filter(|line| !line.is_empty())
+        .map(|line| format!("{line}\r\n"))
+        .collect();
+    write!(registry, "{request}Connection: close\r\n\r\n")?;
+    let mut response = Vec::new();
+    registry.read_to_end(&mut response)?;
+    client.write_all(&response)
+}
+
 /// Copies the image `name` of the layout at `layout` to `target` (`HOST/REPO:TAG`) with skopeo,
 /// every platform of an index included.
 fn push(layout: &Path, name: &str, target: &str, login: bool) {
+    push_as(layout, name, target, login, &[]);
+}
+
+/// [`push`] with more skopeo flags (`--format v2s2` for Docker's media types).
+fn push_as(layout: &Path, name: &str, target: &str, login: bool, flags: &[&str]) {
     let mut command = Command::new("timeout");
     command.args([
         "120",
@@ -107,6 +223,7 @@ fn push(layout: &Path, name: &str, target: &str, login: bool) {
         "--all",
         "--dest-tls-verify=false",
     ]);
+    command.args(flags);
     if login {
         command.arg(format!("--dest-creds={USER}:{PASSWORD}"));
     }
@@ -124,6 +241,22 @@ fn push(layout: &Path, name: &str, target: &str, login: bool) {
 
 fn file(tree: &mut Tree, path: &str, text: &str) {
     tree.put(path, Node::file(text.as_bytes(), 0o644));
+}
+
+/// A registry (wanting a login or not) holding an image whose `etc/hello` says `text` as
+/// `kiln/REPOSITORY:v1`, pushed with skopeo's `flags`; a kiln world; the image's reference.
+fn registry_with_hello(
+    login: bool,
+    text: &str,
+    repository: &str,
+    flags: &[&str],
+) -> (Server, Kiln, String) {
+    let server = Server::start(login);
+    let kiln = Kiln::new();
+    let layout = hello_layout(kiln.dir.path(), text);
+    let reference = format!("{}/kiln/{repository}:v1", server.host);
+    push_as(&layout, "hello", &reference, login, flags);
+    (server, kiln, reference)
 }
 
 /// A layout holding one image named `hello`, its layer holding `etc/hello` with `text`.
@@ -215,6 +348,26 @@ impl Kiln {
             .expect("run kiln")
     }
 
+    /// [`Kiln::run`] with standard error on a terminal (script(1)'s pseudo-terminal); what
+    /// the terminal showed.
+    fn run_on_terminal(&self, args: &[&str]) -> String {
+        let line = std::iter::once(env!("CARGO_BIN_EXE_kiln"))
+            .chain(args.iter().copied())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let output = Command::new("timeout")
+            .args(["300", "script", "-qec", &line, "/dev/null"])
+            .current_dir(self.dir.path())
+            .env("KILN_CACHE", self.cache())
+            .env("DOCKER_CONFIG", self.dir.path().join("docker"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run kiln under script");
+        let shown = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{shown}");
+        shown
+    }
+
     /// Builds a tar from a manifest whose init is `image`, into `out`; `extra` are more flags.
     fn build(&self, image: &str, out: &str, extra: &[&str]) -> Output {
         fs::write(
@@ -276,11 +429,8 @@ fn succeeded(output: &Output) -> String {
 
 #[test]
 fn a_pulled_image_builds_and_the_second_build_needs_no_registry() {
-    let mut server = Server::start(false);
-    let kiln = Kiln::new();
-    let layout = hello_layout(kiln.dir.path(), "hello from the registry\n");
-    let reference = format!("{}/kiln/hello:v1", server.host);
-    push(&layout, "hello", &reference, false);
+    let (mut server, kiln, reference) =
+        registry_with_hello(false, "hello from the registry\n", "hello", &[]);
 
     let stderr = succeeded(&kiln.build(&reference, "out", &[]));
     assert!(stderr.contains(&format!("pulling {reference}")), "{stderr}");
@@ -358,6 +508,12 @@ fn pull_checks_the_tag_and_the_cache_can_be_listed_and_cleared() {
     let stderr = succeeded(&kiln.build(&reference, "three", &["--pull"]));
     assert!(stderr.contains(&format!("pulled {reference}")), "{stderr}");
     assert_eq!(kiln.built_file("three", "etc/hello"), "second\n");
+    let stderr = succeeded(&kiln.build(&reference, "checked", &["--pull"]));
+    assert!(
+        stderr.contains(&format!("{reference} is up to date (sha256:")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("pulled"), "{stderr}");
 
     // The first image's blobs are no longer used: prune frees them, the second stays whole.
     let before = kiln.cache_blobs();
@@ -384,11 +540,7 @@ fn pull_checks_the_tag_and_the_cache_can_be_listed_and_cleared() {
 
 #[test]
 fn a_login_is_required_given_and_refused() {
-    let server = Server::start(true);
-    let kiln = Kiln::new();
-    let layout = hello_layout(kiln.dir.path(), "secret\n");
-    let reference = format!("{}/kiln/private:v1", server.host);
-    push(&layout, "hello", &reference, true);
+    let (server, kiln, reference) = registry_with_hello(true, "secret\n", "private", &[]);
 
     let err = kiln.build_fails(&reference, "out", &[]);
     assert!(
@@ -441,11 +593,7 @@ fn registry_manifest(server: &Server, repository: &str, tag: &str) -> Value {
 
 #[test]
 fn a_tampered_blob_is_rejected_and_never_cached() {
-    let server = Server::start(false);
-    let kiln = Kiln::new();
-    let layout = hello_layout(kiln.dir.path(), "untouched\n");
-    let reference = format!("{}/kiln/hello:v1", server.host);
-    push(&layout, "hello", &reference, false);
+    let (server, kiln, reference) = registry_with_hello(false, "untouched\n", "hello", &[]);
     let manifest = registry_manifest(&server, "kiln/hello", "v1");
     let layer = manifest["layers"][0]["digest"].as_str().expect("layer");
     let data = server.blob_file(layer);
@@ -492,11 +640,8 @@ fn a_multi_arch_index_gives_amd64_and_one_without_it_is_refused() {
 
 #[test]
 fn a_download_cut_off_resumes_and_a_wrong_partial_is_fetched_again() {
-    let server = Server::start(false);
-    let first = Kiln::new();
-    let layout = hello_layout(first.dir.path(), &"a longer layer\n".repeat(4000));
-    let reference = format!("{}/kiln/hello:v1", server.host);
-    push(&layout, "hello", &reference, false);
+    let (server, first, reference) =
+        registry_with_hello(false, &"a longer layer\n".repeat(4000), "hello", &[]);
     succeeded(&first.build(&reference, "out", &[]));
 
     // A second cache holds what cut-off downloads would leave: half of the layer, and a
@@ -519,4 +664,72 @@ fn a_download_cut_off_resumes_and_a_wrong_partial_is_fetched_again() {
         fs::read_dir(&ingest).expect("ingest").next().is_none(),
         "no partial file is left"
     );
+}
+
+#[test]
+fn a_registry_that_hands_out_bearer_tokens_is_followed() {
+    let (server, kiln, direct) = registry_with_hello(false, "behind a token\n", "hello", &[]);
+    let front = TokenFront::start(&server.host);
+    let reference = direct.replace(&server.host, &front.host);
+
+    let err = kiln.build_fails(&reference, "out", &[]);
+    assert!(
+        err.contains(&format!(
+            "the registry {}'s token service refused an anonymous login",
+            front.host
+        )),
+        "{err}"
+    );
+    let wrong = format!("{}={USER}:wrong", front.host);
+    let err = kiln.build_fails(&reference, "out", &["--registry-auth", &wrong]);
+    assert!(
+        err.contains(&format!(
+            "token service refused the login of `{USER}` (from --registry-auth)"
+        )),
+        "{err}"
+    );
+    assert_eq!(front.passed.load(Ordering::SeqCst), 0);
+
+    let right = format!("{}={USER}:{PASSWORD}", front.host);
+    succeeded(&kiln.build(&reference, "out", &["--registry-auth", &right]));
+    assert_eq!(kiln.built_file("out", "etc/hello"), "behind a token\n");
+    // Manifest, config and layer went through with the token.
+    assert!(front.passed.load(Ordering::SeqCst) >= 3);
+}
+
+#[test]
+fn docker_media_types_pull_and_a_terminal_shows_progress() {
+    let (server, kiln, reference) = registry_with_hello(
+        false,
+        "in docker's format\n",
+        "docker",
+        &["--format", "v2s2"],
+    );
+    let manifest = registry_manifest(&server, "kiln/docker", "v1");
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+
+    fs::write(
+        kiln.dir.path().join("image.yml"),
+        format!("init:\n  - {reference}\n"),
+    )
+    .expect("manifest");
+    let shown = kiln.run_on_terminal(&["build", "--format", "tar", "-o", "out", "image.yml"]);
+    // One line for the image, redrawn in place, ending with every layer and byte there.
+    assert!(
+        shown.contains(&format!("\r\x1b[K{reference}: 0/1 layers")),
+        "{shown:?}"
+    );
+    assert!(
+        shown.contains(&format!("\r\x1b[K{reference}: 1/1 layers")),
+        "{shown:?}"
+    );
+    assert!(!shown.contains("pulling"), "{shown:?}");
+    assert_eq!(kiln.built_file("out", "etc/hello"), "in docker's format\n");
 }
