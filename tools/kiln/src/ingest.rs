@@ -16,6 +16,25 @@ use sha2::{Digest as _, Sha256};
 /// The folder of a layout that holds partial downloads.
 pub const INGEST_DIR: &str = "ingest";
 
+/// A blob whose bytes are not what its digest says (they have been dropped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub digest: String,
+    pub actual: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "blob {} does not match its digest: its content is {}",
+            self.digest, self.actual
+        )
+    }
+}
+
+impl std::error::Error for Mismatch {}
+
 /// A partial blob being written.
 #[derive(Debug)]
 pub struct Ingest {
@@ -121,10 +140,11 @@ impl Ingest {
         let actual = format!("sha256:{:x}", self.hasher.clone().finalize());
         if actual != self.digest {
             self.discard();
-            bail!(
-                "blob {} does not match its digest: its content is {actual}",
-                self.digest
-            );
+            return Err(Mismatch {
+                digest: self.digest.clone(),
+                actual,
+            }
+            .into());
         }
         self.file.sync_all().map_err(|err| self.error(err))?;
         fs::rename(&self.path, &self.target).with_context(|| {
@@ -203,6 +223,8 @@ mod tests {
         wrong[3] ^= 1;
         ingest.write(&wrong).expect("write");
         let error = ingest.commit().expect_err("mismatch");
+        let mismatch = error.downcast_ref::<Mismatch>().expect("a mismatch");
+        assert_eq!(mismatch.actual, sha256(&wrong));
         assert!(
             format!("{error}").contains("does not match its digest"),
             "{error}"

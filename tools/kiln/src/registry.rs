@@ -28,7 +28,7 @@ use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifest, MediaType};
 use serde::Deserialize;
 
 use crate::credentials::{self, Credentials, Login};
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, Mismatch};
 use crate::oci_layout::{self, is_index, Layout, REF_NAME};
 use crate::pull_progress::PullProgress;
 use crate::source::{platform, ARCHITECTURE, OS};
@@ -279,8 +279,9 @@ enum Pulled {
     UpToDate(String),
 }
 
-/// Downloads one blob into the cache, resuming a partial download left there; a resumed
-/// download that turns out wrong is started over once from the first byte.
+/// Downloads one blob into the cache, resuming a partial download left there; when a resumed
+/// download turns out not to match its digest (the kept bytes were wrong), it is started over
+/// once from the first byte.
 async fn fetch_blob(
     client: &Client,
     reference: &Reference,
@@ -293,9 +294,8 @@ async fn fetch_blob(
     let resumed = ingest.offset();
     progress.bytes(resumed);
     let outcome = download(client, reference, &mut ingest, blob, progress).await;
-    let outcome = outcome.and_then(|()| ingest.commit());
-    match outcome {
-        Err(err) if resumed > 0 && err.downcast_ref::<OciDistributionError>().is_none() => {
+    match outcome.and_then(|()| ingest.commit()) {
+        Err(err) if resumed > 0 && err.downcast_ref::<Mismatch>().is_some() => {
             progress.rewind(blob.size());
             let mut ingest = Ingest::open(cache, &digest, blob.size())?;
             ingest.restart()?;
