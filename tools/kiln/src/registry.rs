@@ -227,17 +227,34 @@ impl Registry {
             .await
         {
             Ok(_) => https,
-            Err(OciDistributionError::RequestError(_))
+            Err(OciDistributionError::RequestError(https_err))
                 if http_allowed(&host, &self.options.insecure) =>
             {
-                // As Docker does for such registries: https first, then plain http. When
-                // both fail, http's error is the one that tells (https to a plain server
-                // only says the handshake failed).
-                let http = make(ClientProtocol::Http);
-                http.auth(reference, &credentials.auth, RegistryOperation::Pull)
-                    .await
-                    .map_err(|err| explain(err, reference, credentials))?;
-                http
+                // As Docker does for such registries: https first, then plain http, if a
+                // registry answers there. When nothing listens, http's error says so; when
+                // something answered https but not as hoped (an untrusted certificate),
+                // both are told.
+                match answers_http(&host).await {
+                    Ok(None) => {
+                        let http = make(ClientProtocol::Http);
+                        http.auth(reference, &credentials.auth, RegistryOperation::Pull)
+                            .await
+                            .map_err(|err| explain(err, reference, credentials))?;
+                        http
+                    }
+                    Ok(Some(status)) => bail!(
+                        "cannot speak to the registry {host}: over https: {}; over http it \
+                         answers {status}, not as a registry",
+                        root_cause(&https_err)
+                    ),
+                    Err(err) => {
+                        return Err(explain(
+                            OciDistributionError::RequestError(err),
+                            reference,
+                            credentials,
+                        ))
+                    }
+                }
             }
             Err(err) => return Err(explain(err, reference, credentials)),
         };
@@ -245,6 +262,24 @@ impl Registry {
         self.clients.borrow_mut().insert(host, client.clone());
         Ok(client)
     }
+}
+
+/// Whether a registry answers plain http at `host`: `None` when it does (`/v2/` answers 200,
+/// or 401 asking for a login), else the status something else answered with.
+async fn answers_http(host: &str) -> Result<Option<reqwest::StatusCode>, reqwest::Error> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .build()?;
+    let status = client
+        .get(format!("http://{host}/v2/"))
+        .send()
+        .await?
+        .status();
+    Ok(match status.as_u16() {
+        200 | 401 => None,
+        _ => Some(status),
+    })
 }
 
 /// Whether `host` (`NAME[:PORT]`) may be spoken to over http: it is on this machine, or

@@ -32,11 +32,33 @@ struct Server {
 impl Server {
     /// Starts a registry; with `login`, every request needs basic auth as USER:PASSWORD.
     fn start(login: bool) -> Self {
+        Self::start_with(login, false)
+    }
+
+    /// Starts a registry speaking https only, its certificate (for 127.0.0.1) signed by a
+    /// CA made here: the CA's certificate is `ca.pem` in the server's folder.
+    fn start_tls() -> Self {
+        Self::start_with(false, true)
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn start_with(login: bool, tls: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:0\n",
             dir.path().join("data").display()
         );
+        if tls {
+            certificates(dir.path());
+            config += &format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("cert.pem").display(),
+                dir.path().join("key.pem").display()
+            );
+        }
         if login {
             let htpasswd = Command::new("htpasswd")
                 .args(["-Bbn", USER, PASSWORD])
@@ -64,7 +86,11 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    let host = rest.split(['"', ' ']).next().unwrap_or_default().to_owned();
+                    let host = rest
+                        .split(['"', ' ', ','])
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
                     let _ = sender.send(host);
                 }
             }
@@ -96,6 +122,84 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Makes, in `dir`, a CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed
+/// (`cert.pem`, `key.pem`), with openssl.
+fn certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &key,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=kiln test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &key,
+            &[
+                "-keyout",
+                "key.pem",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("extensions");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
 }
 
 /// USER:PASSWORD as an HTTP basic `Authorization` carries it (base64).
@@ -323,13 +427,15 @@ fn multi_layout(dir: &Path, platforms: &[(&str, &str)]) -> PathBuf {
 /// A build or cache command's world: its own cache and Docker config folder.
 struct Kiln {
     dir: tempfile::TempDir,
+    /// A CA certificate kiln trusts besides the system's (`SSL_CERT_FILE`).
+    ca: Option<PathBuf>,
 }
 
 impl Kiln {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         fs::create_dir_all(dir.path().join("docker")).expect("docker config dir");
-        Self { dir }
+        Self { dir, ca: None }
     }
 
     fn cache(&self) -> PathBuf {
@@ -337,15 +443,18 @@ impl Kiln {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new("timeout")
+        let mut command = Command::new("timeout");
+        command
             .arg("300")
             .arg(env!("CARGO_BIN_EXE_kiln"))
             .args(args)
             .current_dir(self.dir.path())
             .env("KILN_CACHE", self.cache())
-            .env("DOCKER_CONFIG", self.dir.path().join("docker"))
-            .output()
-            .expect("run kiln")
+            .env("DOCKER_CONFIG", self.dir.path().join("docker"));
+        if let Some(ca) = &self.ca {
+            command.env("SSL_CERT_FILE", ca);
+        }
+        command.output().expect("run kiln")
     }
 
     /// [`Kiln::run`] with standard error on a terminal (script(1)'s pseudo-terminal); what
@@ -732,4 +841,32 @@ fn docker_media_types_pull_and_a_terminal_shows_progress() {
     );
     assert!(!shown.contains("pulling"), "{shown:?}");
     assert_eq!(kiln.built_file("out", "etc/hello"), "in docker's format\n");
+}
+
+#[test]
+fn https_is_spoken_and_an_untrusted_certificate_is_told() {
+    let server = Server::start_tls();
+    let mut kiln = Kiln::new();
+    let layout = hello_layout(kiln.dir.path(), "over tls\n");
+    let reference = format!("{}/kiln/hello:v1", server.host);
+    // skopeo, told not to verify, speaks https without checking the certificate.
+    push(&layout, "hello", &reference, false);
+
+    let err = kiln.build_fails(&reference, "out", &[]);
+    assert!(
+        err.contains(&format!(
+            "cannot speak to the registry {}: over https: ",
+            server.host
+        )),
+        "{err}"
+    );
+    assert!(err.contains("UnknownIssuer"), "{err}");
+    assert!(
+        err.contains("over http it answers 400 Bad Request, not as a registry"),
+        "{err}"
+    );
+
+    kiln.ca = Some(server.ca());
+    succeeded(&kiln.build(&reference, "out", &[]));
+    assert_eq!(kiln.built_file("out", "etc/hello"), "over tls\n");
 }
