@@ -66,6 +66,17 @@ pub struct Credentials {
     pub origin: String,
 }
 
+impl Credentials {
+    /// Whose login this is, for messages: "the login of `USER` (from ORIGIN)", or "an
+    /// anonymous login" (the password is never named).
+    pub fn login(&self) -> String {
+        match &self.username {
+            Some(user) => format!("the login of `{user}` (from {})", self.origin),
+            None => "an anonymous login".to_owned(),
+        }
+    }
+}
+
 /// The credentials for `registry` (as a reference names it, e.g. `docker.io`).
 pub fn for_registry(registry: &str, logins: &[Login]) -> Result<Credentials> {
     let registry = canonical(registry);

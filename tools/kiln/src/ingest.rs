@@ -11,7 +11,10 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use oci_spec::image::{Digest, DigestAlgorithm};
 use sha2::{Digest as _, Sha256};
+
+use crate::oci_layout;
 
 /// The folder of a layout that holds partial downloads.
 pub const INGEST_DIR: &str = "ingest";
@@ -48,19 +51,16 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Opens the partial file of the blob `digest` (`sha256:<hex>`, `size` bytes) in the layout
-    /// at `dir`, keeping what an earlier download left there (at most `size` bytes).
-    pub fn open(dir: &Path, digest: &str, size: u64) -> Result<Self> {
-        let Some(hex) = digest
-            .strip_prefix("sha256:")
-            .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        else {
+    /// Opens the partial file of the blob `digest` (`size` bytes) in the layout at `dir`,
+    /// keeping what an earlier download left there (at most `size` bytes).
+    pub fn open(dir: &Path, digest: &Digest, size: u64) -> Result<Self> {
+        if digest.algorithm() != &DigestAlgorithm::Sha256 {
             bail!("{digest}: only sha256 digests are supported");
-        };
+        }
         let ingest = dir.join(INGEST_DIR);
         fs::create_dir_all(&ingest)
             .with_context(|| format!("cannot create {}", ingest.display()))?;
-        let path = ingest.join(hex);
+        let path = ingest.join(digest.digest());
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -77,9 +77,9 @@ impl Ingest {
         hasher.update(&kept);
         let mut ingest = Self {
             file,
-            target: dir.join("blobs/sha256").join(hex),
+            target: oci_layout::blob_path(dir, digest),
             path,
-            digest: digest.to_owned(),
+            digest: digest.to_string(),
             size,
             hasher,
             written: kept.len() as u64,
@@ -178,9 +178,9 @@ mod tests {
     use super::*;
     use crate::source::sha256;
 
-    fn blob_path(dir: &Path, digest: &str) -> PathBuf {
-        dir.join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"))
+    /// The sha256 digest of `bytes`.
+    fn digest_of(bytes: &[u8]) -> Digest {
+        Digest::try_from(sha256(bytes)).expect("a sha256 digest")
     }
 
     fn layout() -> tempfile::TempDir {
@@ -193,30 +193,30 @@ mod tests {
     fn a_cut_off_download_resumes_and_lands_whole() {
         let dir = layout();
         let content = b"the bytes of a layer".repeat(100);
-        let digest = sha256(&content);
+        let digest = digest_of(&content);
         let size = content.len() as u64;
         let mut first = Ingest::open(dir.path(), &digest, size).expect("open");
         first.write(&content[..700]).expect("write");
         let error = first.commit().expect_err("short");
         assert!(format!("{error}").contains("ended after 700"), "{error}");
-        assert!(!blob_path(dir.path(), &digest).exists());
+        assert!(!oci_layout::blob_path(dir.path(), &digest).exists());
 
         let mut second = Ingest::open(dir.path(), &digest, size).expect("reopen");
         assert_eq!(second.offset(), 700);
         second.write(&content[700..]).expect("write the rest");
         second.commit().expect("commit");
         assert_eq!(
-            fs::read(blob_path(dir.path(), &digest)).expect("blob"),
+            fs::read(oci_layout::blob_path(dir.path(), &digest)).expect("blob"),
             content
         );
-        assert!(!dir.path().join(INGEST_DIR).join(&digest[7..]).exists());
+        assert!(!dir.path().join(INGEST_DIR).join(digest.digest()).exists());
     }
 
     #[test]
     fn wrong_bytes_never_reach_the_blobs() {
         let dir = layout();
         let content = b"right".repeat(10);
-        let digest = sha256(&content);
+        let digest = digest_of(&content);
         let size = content.len() as u64;
         let mut ingest = Ingest::open(dir.path(), &digest, size).expect("open");
         let mut wrong = content.clone();
@@ -229,7 +229,7 @@ mod tests {
             format!("{error}").contains("does not match its digest"),
             "{error}"
         );
-        assert!(!blob_path(dir.path(), &digest).exists());
+        assert!(!oci_layout::blob_path(dir.path(), &digest).exists());
         // The wrong partial is gone: a new download starts from nothing.
         let mut again = Ingest::open(dir.path(), &digest, size).expect("reopen");
         assert_eq!(again.offset(), 0);

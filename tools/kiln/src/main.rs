@@ -71,7 +71,6 @@ enum Command {
         files: Vec<String>,
     },
     /// The local image cache: list, remove and prune what pulls and package builds put there.
-    #[command(subcommand)]
     Cache(Cache),
     /// Boot an image `kiln build` wrote (OUT/NAME: NAME-vmlinux or NAME-kernel,
     /// NAME-initrd.img, NAME-cmdline) under qemu, the console on this terminal. Exits 0 when
@@ -115,29 +114,27 @@ struct PullArgs {
     insecure_registry: Vec<String>,
 }
 
+#[derive(Debug, clap::Args)]
+struct Cache {
+    /// The local image cache (default: $KILN_CACHE, else ~/.cache/kiln/images).
+    #[arg(long, value_name = "DIR", global = true)]
+    cache: Option<PathBuf>,
+    #[command(subcommand)]
+    command: CacheCommand,
+}
+
 #[derive(Debug, Subcommand)]
-enum Cache {
+enum CacheCommand {
     /// List the images in the cache: reference, digest and the size of their blobs.
-    Ls {
-        /// The local image cache (default: $KILN_CACHE, else ~/.cache/kiln/images).
-        #[arg(long, value_name = "DIR")]
-        cache: Option<PathBuf>,
-    },
+    Ls,
     /// Remove images from the cache, and the blobs no other image uses.
     Rm {
-        /// The local image cache (default: $KILN_CACHE, else ~/.cache/kiln/images).
-        #[arg(long, value_name = "DIR")]
-        cache: Option<PathBuf>,
         /// References as manifests write them, or as `kiln cache ls` shows them.
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<String>,
     },
     /// Remove the blobs no image uses and partial downloads.
-    Prune {
-        /// The local image cache (default: $KILN_CACHE, else ~/.cache/kiln/images).
-        #[arg(long, value_name = "DIR")]
-        cache: Option<PathBuf>,
-    },
+    Prune,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,11 +227,10 @@ fn run(image: &Path, mem: u32, disks: Vec<PathBuf>, timeout: u64, accel: String)
     }
 }
 
-fn cache(command: Cache) -> ExitCode {
-    let (Cache::Ls { cache } | Cache::Rm { cache, .. } | Cache::Prune { cache }) = &command;
-    let dir = cache.clone().unwrap_or_else(source::default_cache);
+fn cache(Cache { cache, command }: Cache) -> ExitCode {
+    let dir = cache.unwrap_or_else(source::default_cache);
     let result = match &command {
-        Cache::Ls { .. } => kiln::cache::list(&dir).map(|entries| {
+        CacheCommand::Ls => kiln::cache::list(&dir).map(|entries| {
             let width = entries
                 .iter()
                 .map(|e| e.name.len())
@@ -247,7 +243,7 @@ fn cache(command: Cache) -> ExitCode {
                 println!("{:width$}  {short:19}  {}", entry.name, mib(entry.size));
             }
         }),
-        Cache::Rm { images, .. } => kiln::cache::remove(&dir, images).map(|freed| {
+        CacheCommand::Rm { images } => kiln::cache::remove(&dir, images).map(|freed| {
             eprintln!(
                 "kiln cache: removed {} image{}, freed {} blobs ({})",
                 images.len(),
@@ -256,7 +252,7 @@ fn cache(command: Cache) -> ExitCode {
                 mib(freed.bytes)
             );
         }),
-        Cache::Prune { .. } => kiln::cache::prune(&dir).map(|freed| {
+        CacheCommand::Prune => kiln::cache::prune(&dir).map(|freed| {
             eprintln!(
                 "kiln cache: freed {} blobs ({})",
                 freed.blobs,

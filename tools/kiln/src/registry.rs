@@ -324,15 +324,15 @@ async fn fetch_blob(
     blob: &Descriptor,
     progress: &mut PullProgress,
 ) -> Result<()> {
-    let digest = blob.digest().to_string();
-    let mut ingest = Ingest::open(cache, &digest, blob.size())?;
+    let digest = blob.digest();
+    let mut ingest = Ingest::open(cache, digest, blob.size())?;
     let resumed = ingest.offset();
     progress.bytes(resumed);
     let outcome = download(client, reference, &mut ingest, blob, progress).await;
     match outcome.and_then(|()| ingest.commit()) {
         Err(err) if resumed > 0 && err.downcast_ref::<Mismatch>().is_some() => {
             progress.rewind(blob.size());
-            let mut ingest = Ingest::open(cache, &digest, blob.size())?;
+            let mut ingest = Ingest::open(cache, digest, blob.size())?;
             ingest.restart()?;
             download(client, reference, &mut ingest, blob, progress).await?;
             ingest.commit()
@@ -436,7 +436,8 @@ fn explain(
 ) -> anyhow::Error {
     let host = reference.resolve_registry();
     let name = reference.whole();
-    let who = credentials.username.as_deref();
+    let anonymous = credentials.username.is_none();
+    let login = credentials.login();
     let wanted = format!(
         "give a login with --registry-auth {}=USER:PASSWORD or in ~/.docker/config.json",
         reference.registry()
@@ -452,21 +453,14 @@ fn explain(
         OciDistributionError::RequestError(err) => {
             anyhow!("the registry {host} failed: {}", chain(&err))
         }
-        OciDistributionError::UnauthorizedError { .. } => match who {
-            Some(user) => anyhow!(
-                "the registry {host} refused the login of `{user}` (from {}) for `{name}`",
-                credentials.origin
-            ),
-            None => anyhow!(
-                "the registry {host} wants a login for `{name}` (or it does not exist): {wanted}"
-            ),
-        },
+        OciDistributionError::UnauthorizedError { .. } if anonymous => anyhow!(
+            "the registry {host} wants a login for `{name}` (or it does not exist): {wanted}"
+        ),
+        OciDistributionError::UnauthorizedError { .. } => {
+            anyhow!("the registry {host} refused {login} for `{name}`")
+        }
         OciDistributionError::AuthenticationFailure(reason) => anyhow!(
-            "the registry {host}'s token service refused {}: {}",
-            who.map_or("an anonymous login".to_owned(), |user| format!(
-                "the login of `{user}` (from {})",
-                credentials.origin
-            )),
+            "the registry {host}'s token service refused {login}: {}",
             reason.trim()
         ),
         OciDistributionError::RegistryError { envelope, .. } => {
@@ -492,12 +486,10 @@ fn explain(
                 .iter()
                 .any(|code| matches!(code, OciErrorCode::Unauthorized | OciErrorCode::Denied))
             {
-                match who {
-                    Some(user) => anyhow!(
-                        "the registry {host} refused the login of `{user}` (from {}) for `{name}`: {message}",
-                        credentials.origin
-                    ),
-                    None => anyhow!("the registry {host} refused an anonymous pull of `{name}`: {message}; {wanted}"),
+                if anonymous {
+                    anyhow!("the registry {host} refused an anonymous pull of `{name}`: {message}; {wanted}")
+                } else {
+                    anyhow!("the registry {host} refused {login} for `{name}`: {message}")
                 }
             } else {
                 anyhow!("the registry {host} refused `{name}`: {message}")
