@@ -18,6 +18,7 @@ use nix::mount::{umount2, MntFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use spec::mountinfo;
 
 use crate::reaper::{self, Signals};
 use crate::supervisor::Supervisor;
@@ -217,26 +218,19 @@ fn unmount_all() {
 
 /// `(mount point, type)` of the mounts to undo, in the order to undo them.
 fn unmount_plan(mounts: &str) -> Vec<(String, String)> {
-    mounts
-        .lines()
+    mountinfo::parse_mounts(mounts)
         .rev()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (_source, target, fstype) = (fields.next()?, fields.next()?, fields.next()?);
-            let fstype = fstype.to_owned();
-            (UNMOUNTED.contains(&fstype.as_str()) || DETACHED.contains(&fstype.as_str()))
-                .then(|| (unescape(target), fstype))
+        .filter(|mount| {
+            UNMOUNTED.contains(&mount.fs_type.as_str())
+                || DETACHED.contains(&mount.fs_type.as_str())
+        })
+        .map(|mount| {
+            (
+                mount.mount_point.to_string_lossy().into_owned(),
+                mount.fs_type,
+            )
         })
         .collect()
-}
-
-/// /proc/mounts writes space, tab, newline and backslash as octal escapes.
-fn unescape(field: &str) -> String {
-    field
-        .replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
+use spec::mountinfo;
+
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 
 /// The mount point of every mounted cgroup hierarchy, in mount order, one per hierarchy.
@@ -20,52 +22,18 @@ pub fn hierarchies() -> io::Result<Vec<PathBuf>> {
 
 /// Picks the cgroup and cgroup2 mounts out of a mountinfo table; a hierarchy mounted twice (same
 /// device number) is listed once, at its first mount point.
-fn parse(mountinfo: &str) -> Vec<PathBuf> {
-    let mut seen: Vec<&str> = Vec::new();
+fn parse(table: &str) -> Vec<PathBuf> {
+    let mut seen: Vec<(u32, u32)> = Vec::new();
     let mut found = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((mount, filesystem)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut mount = mount.split_whitespace();
-        let (Some(device), Some(mount_point)) = (mount.nth(2), mount.nth(1)) else {
-            continue;
-        };
-        if !matches!(
-            filesystem.split_whitespace().next(),
-            Some("cgroup" | "cgroup2")
-        ) || seen.contains(&device)
-        {
+    for mount in mountinfo::parse(table) {
+        let device = (mount.major, mount.minor);
+        if !matches!(mount.fs_type.as_str(), "cgroup" | "cgroup2") || seen.contains(&device) {
             continue;
         }
         seen.push(device);
-        found.push(PathBuf::from(unescape(mount_point)));
+        found.push(mount.mount_point);
     }
     found
-}
-
-/// mountinfo writes space, tab, newline and backslash in paths as octal escapes (`\040`).
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = bytes
-            .get(i + 1..i + 4)
-            .filter(|digits| bytes[i] == b'\\' && digits.iter().all(|d| (b'0'..=b'7').contains(d)))
-            .and_then(|digits| u8::from_str_radix(std::str::from_utf8(digits).ok()?, 8).ok());
-        match escaped {
-            Some(byte) => {
-                out.push(byte);
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

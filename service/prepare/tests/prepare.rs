@@ -13,6 +13,7 @@ use std::process::{Child, Command};
 
 use nix::unistd::Pid;
 use prepare::{plan, Prepared};
+use spec::mountinfo;
 use spec::Runtime;
 
 fn runtime(json: &str) -> Runtime {
@@ -30,10 +31,8 @@ fn bundle(name: &str) -> PathBuf {
 
 /// The mount points of the current mount table.
 fn mount_points() -> Vec<PathBuf> {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .map(|line| PathBuf::from(line.split_whitespace().nth(4).unwrap()))
+    mountinfo::parse(&fs::read_to_string("/proc/self/mountinfo").unwrap())
+        .map(|mount| mount.mount_point)
         .collect()
 }
 
@@ -46,11 +45,9 @@ fn mounts_under(dir: &Path) -> Vec<PathBuf> {
 
 /// The options field of the mount at `point`.
 fn mount_options(point: &Path) -> String {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|line| Path::new(line.split_whitespace().nth(4).unwrap()) == point)
-        .map(|line| line.split_whitespace().nth(5).unwrap().to_owned())
+    mountinfo::parse(&fs::read_to_string("/proc/self/mountinfo").unwrap())
+        .filter(|mount| mount.mount_point == point)
+        .map(|mount| mount.mount_options)
         .next_back()
         .unwrap_or_else(|| panic!("{} is not mounted", point.display()))
 }

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 /// Where `kiln build` puts the bundles on an image.
 pub const CONTAINERS_DIR: &str = "/containers";
 
+/// A bundle's root filesystem, relative to the bundle: config.json's `root.path`.
+pub const ROOTFS: &str = "rootfs";
+
 /// A group of bundles, run in a fixed way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Section {
@@ -92,6 +95,15 @@ impl Layout {
         }
     }
 
+    /// The bundle of the entry at `index` of `section` in the manifest.
+    pub fn bundle(&self, section: Section, index: usize, name: &str) -> Bundle {
+        Bundle::new(
+            section,
+            self.section_dir(section)
+                .join(section.bundle_dir_name(index, name)),
+        )
+    }
+
     /// The bundles of a section, sorted by directory name (the run order); none if the
     /// directory does not exist.
     pub fn bundles(&self, section: Section) -> io::Result<Vec<Bundle>> {
@@ -134,9 +146,20 @@ impl Volume {
     pub fn merged(&self) -> PathBuf {
         self.dir.join("merged")
     }
+    /// The overlay's upper directory, on the tmpfs at `tmp`.
+    pub fn upper(&self) -> PathBuf {
+        self.tmp().join(UPPER)
+    }
+    /// The overlay's work directory, on the tmpfs at `tmp`.
+    pub fn work(&self) -> PathBuf {
+        self.tmp().join(WORK)
+    }
 }
 
-/// One bundle directory: `config.json`, `runtime.json`, and `rootfs/` (read-only image) or
+/// The overlay directories a writable bundle or volume gets on its `tmp` tmpfs.
+const UPPER: &str = "upper";
+const WORK: &str = "work";
+
 /// Whether `id` can name a container (and so a bundle directory): letters, digits, `.`, `_`,
 /// `-` and `+`, not empty and not starting with `.`, so that it cannot escape its directory.
 pub fn is_valid_id(id: &str) -> bool {
@@ -147,6 +170,7 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+'))
 }
 
+/// One bundle directory: `config.json`, `runtime.json`, and `rootfs/` (read-only image) or
 /// `lower/` + `tmp/` + `rootfs/` (writable: an overlay is mounted on rootfs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
@@ -190,13 +214,21 @@ impl Bundle {
         self.dir.join(crate::runtime::FILE_NAME)
     }
     pub fn rootfs(&self) -> PathBuf {
-        self.dir.join("rootfs")
+        self.dir.join(ROOTFS)
     }
     pub fn lower(&self) -> PathBuf {
         self.dir.join("lower")
     }
     pub fn tmp(&self) -> PathBuf {
         self.dir.join("tmp")
+    }
+    /// The overlay's upper directory, on the tmpfs at `tmp`.
+    pub fn upper(&self) -> PathBuf {
+        self.tmp().join(UPPER)
+    }
+    /// The overlay's work directory, on the tmpfs at `tmp`.
+    pub fn work(&self) -> PathBuf {
+        self.tmp().join(WORK)
     }
 
     /// A writable bundle has its image in `lower/` and gets an overlay on `rootfs/`.
@@ -227,6 +259,31 @@ mod tests {
             .collect();
         assert_eq!(names, ["001-early", "002-middle", "010-late"]);
         assert!(layout.bundles(Section::Services).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_manifest_entry_has_its_bundle_where_the_supervisor_finds_it() {
+        let layout = Layout::default();
+        let onboot = layout.bundle(Section::Onboot, 7, "dhcpcd");
+        assert_eq!(onboot.dir, Path::new("/containers/onboot/007-dhcpcd"));
+        assert_eq!(
+            (onboot.id(), onboot.name()),
+            ("007-dhcpcd".into(), "dhcpcd".into())
+        );
+        let service = layout.bundle(Section::Services, 3, "sshd");
+        assert_eq!(service.dir, Path::new("/containers/services/sshd"));
+        assert_eq!(
+            service.config_path(),
+            Path::new("/containers/services/sshd/config.json")
+        );
+        assert_eq!(
+            service.upper(),
+            Path::new("/containers/services/sshd/tmp/upper")
+        );
+        assert_eq!(
+            layout.volume("data").work(),
+            Path::new("/containers/volumes/data/tmp/work")
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The on-disk contract between `kiln build`, which writes it, and `service`, which reads it:
-//! `runtime.json`, the checks on `config.json`, and the `/containers` bundle layout.
-//! Runs in: the build host and the supervisor alike. It reads files and never changes the system.
+//! `runtime.json`, the checks on `config.json`, and the `/containers` bundle layout; with them,
+//! the kernel's mount tables parsed, for init, the supervisor and the tests alike.
+//! Runs in: the build host, init, the supervisor and the tests. It reads files and never changes
+//! the system.
 //! Mirrors LinuxKit's `Runtime` (src/moby/config.go and pkg/init/cmd/service/prepare.go), kept in one place.
 #![forbid(unsafe_code)]
 
@@ -8,6 +10,7 @@ pub mod bundle;
 pub mod config;
 mod json;
 pub mod layout;
+pub mod mountinfo;
 pub mod problem;
 pub mod runtime;
 pub mod signal;

@@ -177,7 +177,7 @@ impl Daemon {
                 format!("create {}: {err}", config.log_dir.display()),
             )
         })?;
-        let events = EventLog::open(&config.log_dir.join("service.log"))?;
+        let events = EventLog::open(&config.log_dir.join(logfile::EVENT_LOG))?;
         let (sender, receiver) = unbounded_channel();
         let (control_sender, controls) = unbounded_channel();
         let records = Records::new(&config.state_dir);
@@ -1075,11 +1075,7 @@ impl Daemon {
         stream: Stream,
         read: OwnedFd,
     ) -> Result<JoinHandle<()>, String> {
-        let file = match stream {
-            Stream::Stdout => format!("{name}.out.log"),
-            Stream::Stderr => format!("{name}.log"),
-        };
-        let path = self.config.log_dir.join(file);
+        let path = self.config.log_dir.join(logfile::file_name(name, stream));
         let log = LogFile::open(&path, self.config.log_max_size, self.config.log_keep)
             .map_err(|err| format!("open log {}: {err}", path.display()))?;
         Ok(tokio::spawn(logfile::copy_pipe(

@@ -1,8 +1,10 @@
 //! Service log files: a container's output, line by line, appended to `/var/log/NAME.log` (stderr)
 //! or `NAME.out.log` (stdout) and rotated by size, keeping the last few as `NAME.log.0` (newest)
 //! to `NAME.log.9`; and the copy task that reads a container's output pipe into one and into
-//! the service's in-memory ring.
-//! Runs in: the supervisor daemon, one task per output stream.
+//! the service's in-memory ring. The log file names, the onboot and onshutdown bundles' included,
+//! are given here only.
+//! Runs in: the supervisor daemon, one task per output stream; the names also in `service onboot`
+//! and `service onshutdown`.
 //! Mirrors LinuxKit's file logging names (pkg/init/cmd/service) and logwrite's rotation
 //! (`-max-log-size` 1 MiB, `-max-log-files` 10).
 
@@ -22,6 +24,19 @@ pub const DEFAULT_MAX_SIZE: u64 = 1024 * 1024;
 pub const DEFAULT_KEEP: usize = 10;
 /// Lines longer than this are cut into pieces of this size.
 const MAX_LINE: usize = 64 * 1024;
+
+/// The supervisor's event log in the log directory (start, exit, restart, ready, stop).
+pub const EVENT_LOG: &str = "service.log";
+
+/// The file, in a log directory, that a container's `stream` is written to when its logs are
+/// named `base` (a service's name, or `onboot.NNN-name` for a bundle): LinuxKit's `BASE.out.log`
+/// for stdout and `BASE.log` for stderr.
+pub fn file_name(base: &str, stream: Stream) -> String {
+    match stream {
+        Stream::Stdout => format!("{base}.out.log"),
+        Stream::Stderr => format!("{base}.log"),
+    }
+}
 
 /// A log file that rotates itself.
 #[derive(Debug)]
@@ -150,6 +165,21 @@ async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_files_have_linuxkits_names() {
+        assert_eq!(file_name("web", Stream::Stdout), "web.out.log");
+        assert_eq!(file_name("web", Stream::Stderr), "web.log");
+        assert_eq!(
+            file_name("onboot.000-net", Stream::Stdout),
+            "onboot.000-net.out.log"
+        );
+        assert_eq!(
+            file_name("shutdown.001-after", Stream::Stderr),
+            "shutdown.001-after.log"
+        );
+        assert_eq!(EVENT_LOG, "service.log");
+    }
 
     #[test]
     fn rotates_at_the_size_limit_and_keeps_the_newest() {

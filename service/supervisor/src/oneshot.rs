@@ -23,6 +23,8 @@ use spec::layout::{bundles_in, Bundle, Section};
 
 use crate::child::Exit;
 use crate::launch::{self, Launched};
+use crate::logfile;
+use crate::ring::Stream;
 
 /// Where a one-shot section's bundles, logs and log link are.
 #[derive(Debug, Clone)]
@@ -226,8 +228,8 @@ impl LogFiles {
     fn new(section: Section, bundle: &Bundle, dir: &Path) -> Self {
         let base = format!("{}.{}", log_prefix(section), bundle.id());
         Self {
-            stderr: dir.join(format!("{base}.log")),
-            stdout: dir.join(format!("{base}.out.log")),
+            stderr: dir.join(logfile::file_name(&base, Stream::Stderr)),
+            stdout: dir.join(logfile::file_name(&base, Stream::Stdout)),
         }
     }
 

@@ -46,8 +46,8 @@ pub async fn set_up(containers: &Path) -> Vec<String> {
                     source: "overlay".into(),
                     options: vec![
                         format!("lowerdir={}", lower.display()),
-                        format!("upperdir={}", tmp.join("upper").display()),
-                        format!("workdir={}", tmp.join("work").display()),
+                        format!("upperdir={}", volume.upper().display()),
+                        format!("workdir={}", volume.work().display()),
                     ],
                 },
             ],

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::json;
+use spec::mountinfo;
 use support::*;
 
 /// `service SECTION --path DIR` with the sandbox's runtime root and cgroup parent.
@@ -32,9 +33,8 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn mount_points() -> Vec<PathBuf> {
-    read(Path::new("/proc/self/mountinfo"))
-        .lines()
-        .map(|line| PathBuf::from(line.split_whitespace().nth(4).unwrap()))
+    mountinfo::parse(&read(Path::new("/proc/self/mountinfo")))
+        .map(|mount| mount.mount_point)
         .collect()
 }
 

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use spec::mountinfo;
+
 /// A check: what must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
@@ -169,22 +171,21 @@ fn unescape(text: &str) -> String {
 fn mounted(path: &Path, words: &[String]) -> Result<(), String> {
     let table = fs::read_to_string("/proc/1/mountinfo")
         .map_err(|err| format!("/proc/1/mountinfo (the probe needs pid: host): {err}"))?;
+    mounted_in(&table, path, words)
+}
+
+/// [`mounted`] on the text of a mountinfo table.
+fn mounted_in(table: &str, path: &Path, words: &[String]) -> Result<(), String> {
     let wanted = path.to_string_lossy();
-    let found = table.lines().rev().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let fields: Vec<&str> = left.split(' ').collect();
-        let point = fields.get(4)?.replace("\\040", " ");
-        if point != wanted {
-            return None;
-        }
-        let mut right = right.split(' ');
-        let fstype = right.next()?.to_owned();
-        let _source = right.next();
-        let mut have: Vec<String> = vec![fstype];
-        have.extend(fields.get(5)?.split(',').map(str::to_owned));
-        have.extend(right.next().unwrap_or("").split(',').map(str::to_owned));
-        Some(have)
-    });
+    let found = mountinfo::parse(table)
+        .rev()
+        .find(|mount| mount.mount_point.as_os_str() == path.as_os_str())
+        .map(|mount| {
+            let mut have: Vec<String> = vec![mount.fs_type];
+            have.extend(mount.mount_options.split(',').map(str::to_owned));
+            have.extend(mount.super_options.split(',').map(str::to_owned));
+            have
+        });
     let have = found.ok_or_else(|| format!("nothing is mounted at {wanted}"))?;
     match words.iter().find(|word| !have.contains(word)) {
         None => Ok(()),
@@ -289,6 +290,36 @@ mod tests {
         assert!(Check::Absent(file.clone()).holds().is_err());
         fs::remove_dir_all(&dir).expect("clean");
         assert_eq!(Check::Absent(file).holds(), Ok(String::new()));
+    }
+
+    #[test]
+    fn mounted_looks_at_the_last_mount_at_the_path() {
+        let table = "22 1 0:21 / /run rw,nosuid - tmpfs tmpfs rw,mode=755\n\
+                     30 22 0:30 / /run/my\\040dir rw - ext4 /dev/vda rw\n\
+                     31 22 0:31 / /run ro,nosuid shared:2 - tmpfs tmpfs ro,size=1024k\n";
+        let words = |words: &[&str]| {
+            words
+                .iter()
+                .map(|word| word.to_string())
+                .collect::<Vec<_>>()
+        };
+        let run = Path::new("/run");
+        assert_eq!(
+            mounted_in(table, run, &words(&["tmpfs", "ro", "nosuid", "size=1024k"])),
+            Ok(())
+        );
+        assert_eq!(
+            mounted_in(table, run, &words(&["rw"])),
+            Err("/run is mounted without `rw`: tmpfs,ro,nosuid,ro,size=1024k".into())
+        );
+        assert_eq!(
+            mounted_in(table, Path::new("/run/my dir"), &words(&["ext4"])),
+            Ok(())
+        );
+        assert_eq!(
+            mounted_in(table, Path::new("/mnt"), &[]),
+            Err("nothing is mounted at /mnt".into())
+        );
     }
 
     #[test]

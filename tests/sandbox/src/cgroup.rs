@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use spec::mountinfo;
 
 /// How often and how long removal retries a cgroup whose last processes are still exiting.
 const REMOVE_ATTEMPTS: u32 = 200;
@@ -51,21 +52,14 @@ pub fn hierarchies() -> io::Result<Vec<Hierarchy>> {
     )?))
 }
 
-fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
+fn parse_hierarchies(table: &str) -> Vec<Hierarchy> {
     let mut found: Vec<Hierarchy> = Vec::new();
-    for line in mountinfo.lines() {
-        let Some((mount_fields, fs_fields)) = line.split_once(" - ") else {
-            continue;
-        };
-        let Some(mount_point) = mount_fields.split_whitespace().nth(4) else {
-            continue;
-        };
-        let mut fs_fields = fs_fields.split_whitespace();
-        let (fstype, super_options) = (fs_fields.next(), fs_fields.nth(1).unwrap_or(""));
-        let controllers: Vec<String> = match fstype {
-            Some("cgroup2") => Vec::new(),
-            Some("cgroup") => {
-                let controllers: Vec<String> = super_options
+    for mount in mountinfo::parse(table) {
+        let controllers: Vec<String> = match mount.fs_type.as_str() {
+            "cgroup2" => Vec::new(),
+            "cgroup" => {
+                let controllers: Vec<String> = mount
+                    .super_options
                     .split(',')
                     .filter(|option| {
                         !NOT_CONTROLLERS.contains(option)
@@ -84,7 +78,7 @@ fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
             continue;
         }
         found.push(Hierarchy {
-            mount_point: PathBuf::from(mount_point),
+            mount_point: mount.mount_point,
             controllers,
         });
     }
@@ -234,5 +228,13 @@ mod tests {
         assert!(!found[1].is_v2());
         assert_eq!(found[2].controllers, ["cpu", "cpuacct"]);
         assert_eq!(found[3].mount_point, Path::new("/sys/fs/cgroup/memory"));
+    }
+
+    #[test]
+    fn parse_hierarchies_unescapes_mount_points() {
+        let mountinfo = "40 30 0:40 / /mnt/my\\040cgroups rw - cgroup2 cgroup2 rw\n";
+        let found = parse_hierarchies(mountinfo);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].mount_point, Path::new("/mnt/my cgroups"));
     }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
 use nix::unistd::getpid;
+use spec::mountinfo::MountInfo;
 
 use crate::{BodyResult, ENV_HOST_PIDNS, ENV_SCRATCH};
 
@@ -107,13 +108,10 @@ pub(crate) fn pid_namespace_inode(path: &Path) -> Result<u64, String> {
 }
 
 /// A mountinfo line's optional fields (between the mount options and ` - `) name its peer
-/// groups: `shared:N` or `master:N` mean events still propagate.
+/// groups: `shared:N` or `master:N` mean events still propagate. A line that does not parse
+/// names none.
 fn is_private(line: &str) -> bool {
-    let before_separator = line.split(" - ").next().unwrap_or(line);
-    !before_separator
-        .split_whitespace()
-        .skip(6)
-        .any(|field| field.starts_with("shared:") || field.starts_with("master:"))
+    MountInfo::parse(line).map_or(true, |mount| !mount.propagates())
 }
 
 #[cfg(test)]

@@ -10,14 +10,13 @@ use std::process::Command;
 use nix::mount::{mount, MsFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{gethostname, getpid, sethostname, Pid};
+use spec::mountinfo;
 
 const MARKER: &str = "kiln-sandbox-containment-marker";
 
 fn mounts_on(path: &str) -> usize {
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|line| line.split_whitespace().nth(4) == Some(path))
+    mountinfo::parse(&fs::read_to_string("/proc/self/mountinfo").unwrap())
+        .filter(|mount| mount.mount_point == Path::new(path))
         .count()
 }
 
@@ -110,16 +109,9 @@ fn body_sees_only_its_own_processes_and_loopback_root() {
             .collect();
         assert_eq!(links, ["lo"], "a new network namespace has only loopback");
         let scratch = sandbox::scratch();
-        let fstype = fs::read_to_string("/proc/self/mountinfo")?
-            .lines()
-            .find(|line| line.split_whitespace().nth(4) == scratch.to_str())
-            .and_then(|line| {
-                line.split(" - ")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()
-                    .map(str::to_owned)
-            });
+        let fstype = mountinfo::parse(&fs::read_to_string("/proc/self/mountinfo")?)
+            .find(|mount| mount.mount_point == scratch)
+            .map(|mount| mount.fs_type);
         assert_eq!(
             fstype.as_deref(),
             Some("tmpfs"),

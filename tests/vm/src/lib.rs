@@ -7,6 +7,7 @@
 //! Debian's cloud kernel, runs depmod and extracts the ELF into /var/cache/kiln/vm-kernel
 //! (`KILN_VM_KERNEL` names another directory).
 //! Guests get no network at all: no -netdev is ever given.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
 
 use std::fs;
 use std::io::{self, BufWriter, Write};
@@ -15,10 +16,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kiln::fstree::{self, Kind, Node, Tree};
-use kiln::initrd;
-pub use kiln::qemu::Outcome;
-use kiln::qemu::{Console, Machine};
+pub use kiln::run::qemu::Outcome;
+use kiln::run::qemu::{Console, Machine};
+use kiln::tree::initrd;
+use kiln::tree::{self, Kind, Node, Tree};
 
 /// Where `tools/dev setup` puts the kernel.
 const DEFAULT_KERNEL_DIR: &str = "/var/cache/kiln/vm-kernel";
@@ -118,7 +119,7 @@ impl Image {
     }
 
     fn put(&mut self, path: &str, node: Node) -> &mut Self {
-        let key = fstree::key(path)
+        let key = tree::key(path)
             .ok()
             .flatten()
             .unwrap_or_else(|| panic!("`{path}` is not a path in the image"));

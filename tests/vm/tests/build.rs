@@ -5,10 +5,11 @@
 //! the build wrote.
 //! Runs on the host as any user that can run qemu. The images are OCI layouts made in a
 //! temporary directory; a probe in the init image reports `PROBE` lines on the console.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::time::Duration;
 
-use kiln::oci_layout::Layout;
+use kiln::oci::layout::Layout;
 use oci_spec::image::Config;
 use vm::{Image, Kernel, Outcome, Vm};
 
@@ -84,7 +85,7 @@ fn a_built_image_boots_and_runs_its_bundles() {
         text: MANIFEST.to_owned(),
     }]);
     assert!(report.diagnostics.is_empty(), "{:?}", report.diagnostics);
-    let assembly = kiln::assemble::assemble(
+    let assembly = kiln::build::assemble::assemble(
         &parsed,
         &report,
         &dir.path().join("cache"),
@@ -94,7 +95,7 @@ fn a_built_image_boots_and_runs_its_bundles() {
     .expect("assemble");
     let initrd = dir.path().join("initrd.img");
     let out = std::fs::File::create(&initrd).expect("create initrd");
-    kiln::initrd::write_initrd(&assembly.rootfs, None, out).expect("write initrd");
+    kiln::tree::initrd::write_initrd(&assembly.rootfs, None, out).expect("write initrd");
 
     let mut vm = Vm::new(&kernel);
     vm.timeout(Duration::from_secs(120));

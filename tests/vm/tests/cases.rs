@@ -6,6 +6,7 @@
 //! the check count, `kiln run`'s exit status 0 and what the console must show besides.
 //! Runs on the host as root or any user that can run qemu and write the image cache; cases run
 //! in parallel (cargo's test threads). Packages are built into the user's cache on first use.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::process::Command;
 

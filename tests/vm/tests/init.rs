@@ -6,6 +6,7 @@
 //! there afterwards and the filesystem clean.
 //! Runs on the host as any user that can run qemu; no test touches the host's system. A probe
 //! script in the image reports `PROBE` lines on the console and drives the scenario.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::fs;
 use std::process::Command;

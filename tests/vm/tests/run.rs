@@ -5,6 +5,7 @@
 //! Runs on the host as any user that can run qemu. The images are a bare /init script on
 //! busybox (no Kiln init) with the probe to write the debug-exit port, so only `kiln run` is
 //! under test.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::os::unix::fs::symlink;
 use std::path::Path;

@@ -5,42 +5,15 @@
 //! Runs in: `kiln` on the build host. Writes only the outputs it is asked for.
 #![forbid(unsafe_code)]
 
-pub mod archive;
-pub mod assemble;
-pub mod cache;
-pub mod check;
-pub mod container;
-pub mod credentials;
-pub mod debian;
-pub mod decode;
-pub mod defaults;
-pub mod diagnostic;
-pub mod document;
-pub mod fstree;
-pub mod hostdir;
-pub mod image;
-pub mod ingest;
-pub mod initrd;
-pub mod kernel;
-pub mod label;
-pub mod layer;
+pub mod build;
+pub mod images;
 pub mod manifest;
-pub mod mountpoint;
-pub mod mounts;
-pub mod oci_layout;
-pub mod output;
-pub mod package;
-pub mod pkgbuild;
-pub mod process;
-pub mod pull_progress;
-pub mod qemu;
-pub mod reference;
-pub mod registry;
-pub mod source;
-pub mod tool;
-pub mod workspace;
+pub mod oci;
+pub mod pkg;
+pub mod run;
+pub mod tree;
 
-pub use diagnostic::{Diagnostic, Report};
+pub use manifest::diagnostic::{Diagnostic, Report};
 pub use manifest::Manifest;
 
 /// A manifest's text and the name it is reported under.
@@ -59,7 +32,7 @@ pub fn load(inputs: &[Input]) -> (Manifest, Report) {
         let manifest = manifest::parse(&mut report, &input.name, &input.text);
         merged.merge(manifest);
     }
-    check::check(&merged, &mut report);
+    manifest::check::check(&merged, &mut report);
     let order = |file: &str| inputs.iter().position(|input| input.name == file);
     report
         .diagnostics

@@ -11,13 +11,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use kiln::credentials::Login;
-use kiln::debian::Debian;
-use kiln::output::{self, Format};
-use kiln::package::Package;
-use kiln::pull_progress::mib;
-use kiln::registry::{PullOptions, Registry};
-use kiln::{assemble, defaults, pkgbuild, qemu, source, Input};
+use kiln::build::assemble;
+use kiln::build::output::{self, Format};
+use kiln::images::credentials::Login;
+use kiln::images::progress::mib;
+use kiln::images::registry::{PullOptions, Registry};
+use kiln::manifest::defaults;
+use kiln::pkg::build as pkgbuild;
+use kiln::pkg::debian::Debian;
+use kiln::pkg::package::Package;
+use kiln::run::qemu;
+use kiln::Input;
 
 /// `kiln run`'s exit status when the timeout stopped the VM (as timeout(1) has it).
 const TIMED_OUT: u8 = 124;
@@ -228,9 +232,9 @@ fn run(image: &Path, mem: u32, disks: Vec<PathBuf>, timeout: u64, accel: String)
 }
 
 fn cache(Cache { cache, command }: Cache) -> ExitCode {
-    let dir = cache.unwrap_or_else(source::default_cache);
+    let dir = cache.unwrap_or_else(kiln::images::cache::default_cache);
     let result = match &command {
-        CacheCommand::Ls => kiln::cache::list(&dir).map(|entries| {
+        CacheCommand::Ls => kiln::images::cache::list(&dir).map(|entries| {
             let width = entries
                 .iter()
                 .map(|e| e.name.len())
@@ -243,7 +247,7 @@ fn cache(Cache { cache, command }: Cache) -> ExitCode {
                 println!("{:width$}  {short:19}  {}", entry.name, mib(entry.size));
             }
         }),
-        CacheCommand::Rm { images } => kiln::cache::remove(&dir, images).map(|freed| {
+        CacheCommand::Rm { images } => kiln::images::cache::remove(&dir, images).map(|freed| {
             eprintln!(
                 "kiln cache: removed {} image{}, freed {} blobs ({})",
                 images.len(),
@@ -252,7 +256,7 @@ fn cache(Cache { cache, command }: Cache) -> ExitCode {
                 mib(freed.bytes)
             );
         }),
-        CacheCommand::Prune => kiln::cache::prune(&dir).map(|freed| {
+        CacheCommand::Prune => kiln::images::cache::prune(&dir).map(|freed| {
             eprintln!(
                 "kiln cache: freed {} blobs ({})",
                 freed.blobs,
@@ -270,7 +274,7 @@ fn cache(Cache { cache, command }: Cache) -> ExitCode {
 }
 
 fn pkg_build(packages: &[PathBuf], force: bool, cache: Option<PathBuf>) -> ExitCode {
-    let cache = cache.unwrap_or_else(source::default_cache);
+    let cache = cache.unwrap_or_else(kiln::images::cache::default_cache);
     for_each_package(packages, "build", |package, debian| {
         let built = pkgbuild::build(package, debian, &cache, force, &mut |step| {
             eprintln!("kiln pkg: {step}")
@@ -345,7 +349,7 @@ fn build(
         return ExitCode::FAILURE;
     }
     let name = name.unwrap_or_else(|| default_name(&files[0]));
-    let cache = cache.unwrap_or_else(source::default_cache);
+    let cache = cache.unwrap_or_else(kiln::images::cache::default_cache);
     let terminal = io::stderr().is_terminal();
     let mut progress = |image: &str, done: usize, total: usize| {
         if terminal {

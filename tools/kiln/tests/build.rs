@@ -1,14 +1,15 @@
 //! `kiln build` end to end on local images: the layout of the root filesystem, the bundles'
 //! config.json and runtime.json, image sharing, volumes, files, kernel+initrd, reproducible
 //! bytes, and failures that write nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kiln::fstree::{Kind, Node, Tree};
-use kiln::oci_layout::Layout;
+use kiln::oci::layout::Layout;
+use kiln::tree::{Kind, Node, Tree};
 use oci_spec::image::Config;
 use serde_json::{json, Value};
 
@@ -61,7 +62,7 @@ fn images(dir: &Path) {
         "lib/modules/6.1.0/kernel/fs/ext4.ko",
         "module",
     );
-    let modules = kiln::archive::write_tar(&modules, Vec::new()).expect("modules tar");
+    let modules = kiln::tree::archive::write_tar(&modules, Vec::new()).expect("modules tar");
     let mut kernel = Tree::new();
     file(&mut kernel, "kernel", "vmlinux bytes");
     file(&mut kernel, "vmlinux", "\x7fELF kernel");
@@ -185,7 +186,7 @@ fn the_tar_holds_linuxkits_layout() {
     ));
     let bytes = fs::read(dir.join("out/image.tar")).expect("image.tar");
     let mut root = Tree::new();
-    kiln::layer::apply(&mut root, &bytes[..]).expect("a tar");
+    kiln::tree::layer::apply(&mut root, &bytes[..]).expect("a tar");
 
     // Kernel: boot files and the modules at /.
     assert_eq!(data(&root, "boot/kernel"), b"vmlinux bytes");

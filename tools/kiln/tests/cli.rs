@@ -1,5 +1,6 @@
 //! `kiln validate` as users run it: LinuxKit's own manifests (valid ones pass, invalid ones are
 //! rejected for their real reason), exit codes, `--json`, standard input and `--print`.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,12 +1,15 @@
 //! Reading local images: OCI layouts, OCI archives, `docker save` archives and the cache, with
 //! layers applied in order and every digest checked.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::fs;
 use std::path::Path;
 
-use kiln::fstree::{Kind, Node, Tree};
-use kiln::oci_layout::Layout;
-use kiln::source::{sha256, LocalImage, Sources};
+use kiln::build::source::Sources;
+use kiln::images::local::LocalImage;
+use kiln::oci::digest::sha256;
+use kiln::oci::layout::Layout;
+use kiln::tree::{Kind, Node, Tree};
 use oci_spec::image::Config;
 
 fn base_layer() -> Tree {
@@ -128,8 +131,8 @@ fn a_docker_save_archive_reads() {
     let root = dir.path().join("save");
     fs::create_dir_all(root.join("l1")).expect("mkdir");
     fs::create_dir_all(root.join("l2")).expect("mkdir");
-    let base = kiln::archive::write_tar(&base_layer(), Vec::new()).expect("tar");
-    let top = kiln::archive::write_tar(&top_layer(), Vec::new()).expect("tar");
+    let base = kiln::tree::archive::write_tar(&base_layer(), Vec::new()).expect("tar");
+    let top = kiln::tree::archive::write_tar(&top_layer(), Vec::new()).expect("tar");
     fs::write(root.join("l1/layer.tar"), &base).expect("write");
     fs::write(root.join("l2/layer.tar"), &top).expect("write");
     let config = serde_json::json!({

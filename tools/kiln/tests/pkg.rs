@@ -7,13 +7,14 @@
 //! kernel package holds modules.dep and an ELF kernel.
 //! Runs on a Debian build host with apt's index (`tools/dev setup`); fetched `.deb` files are
 //! kept in the user's cache, so only the first run downloads.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use kiln::fstree::{Kind, Tree};
-use kiln::source::Sources;
+use kiln::build::source::Sources;
+use kiln::tree::{Kind, Tree};
 
 /// `kiln ARGS` with `cache` as its image cache.
 fn kiln_command(cache: &Path, args: &[&str]) -> Command {
@@ -49,7 +50,7 @@ fn workspace() -> PathBuf {
 }
 
 /// Reads `reference` from `cache` as a build would.
-fn image(cache: &Path, reference: &str) -> kiln::source::LocalImage {
+fn image(cache: &Path, reference: &str) -> kiln::images::local::LocalImage {
     Sources {
         base: PathBuf::from("."),
         cache: cache.to_owned(),
@@ -318,7 +319,7 @@ fn every_example_builds_from_the_packages() {
         "a bzImage"
     );
     let mut modules = Tree::new();
-    kiln::layer::apply(&mut modules, data(&kernel.rootfs, "kernel.tar")).expect("kernel.tar");
+    kiln::tree::layer::apply(&mut modules, data(&kernel.rootfs, "kernel.tar")).expect("kernel.tar");
     let dep = modules
         .iter()
         .find(|(key, _)| key.starts_with("lib/modules/") && key.ends_with("/modules.dep"))

@@ -3,6 +3,7 @@
 //! build, the second build from the cache with the registry gone, logins required, given and
 //! refused, bearer tokens from a token service, a tampered blob, a multi-arch index, a resumed
 //! download, and `kiln cache`.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,9 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use kiln::fstree::{Kind, Node, Tree};
-use kiln::oci_layout::{Layout, REF_NAME};
-use kiln::source::sha256;
+use kiln::oci::digest::sha256;
+use kiln::oci::layout::{Layout, REF_NAME};
+use kiln::tree::{Kind, Node, Tree};
 use oci_spec::image::{Config, MediaType};
 use serde_json::{json, Value};
 
@@ -387,7 +388,7 @@ fn multi_layout(dir: &Path, platforms: &[(&str, &str)]) -> PathBuf {
     for (architecture, text) in platforms {
         let mut tree = Tree::new();
         file(&mut tree, "etc/arch", text);
-        let tar = kiln::archive::write_tar(&tree, Vec::new()).expect("tar");
+        let tar = kiln::tree::archive::write_tar(&tree, Vec::new()).expect("tar");
         let layer = layout.put_blob(&tar, MediaType::ImageLayer).expect("layer");
         let config = json!({
             "architecture": architecture,
@@ -494,7 +495,7 @@ impl Kiln {
     fn built_file(&self, out: &str, path: &str) -> String {
         let tar = fs::read(self.dir.path().join(out).join("image.tar")).expect("image.tar");
         let mut tree = Tree::new();
-        kiln::layer::apply(&mut tree, &tar[..]).expect("read the tar");
+        kiln::tree::layer::apply(&mut tree, &tar[..]).expect("read the tar");
         match tree.get(path).map(|node| &node.kind) {
             Some(Kind::File { data, .. }) => String::from_utf8_lossy(data).into_owned(),
             other => panic!("{path} in the image: {other:?}"),

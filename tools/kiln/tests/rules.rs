@@ -1,5 +1,6 @@
 //! Each rule of `kiln validate`, with a manifest that breaks it: the problem is reported at the
 //! right line and path, in words that say what is wrong; and a good manifest reports nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 use kiln::{load, Input};
 

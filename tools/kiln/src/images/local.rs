@@ -1,0 +1,261 @@
+//! Reading an image that is already on this machine: an OCI image layout directory (the
+//! local cache is one, its entries named by full reference), an OCI archive, or a `docker
+//! save` archive. Indexes are followed to linux/amd64. Every blob is checked against its
+//! digest and every uncompressed layer against the config's diff id before it is used; the
+//! layers are then applied in order into one [`Tree`].
+//! Runs in: `kiln` on the build host. Reads the image files only.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use oci_spec::image::{Config, Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use serde::Deserialize;
+
+use crate::oci::digest::{self, require_sha256, sha256};
+use crate::oci::layout::{self, is_index, ref_name};
+use crate::oci::platform::{platform, ARCHITECTURE, OS};
+use crate::tree::layer;
+use crate::tree::{self, Tree};
+
+/// An image read into memory: its config (entrypoint, cmd, env, working dir, labels) and its
+/// root filesystem with every layer applied.
+#[derive(Debug, Clone)]
+pub struct LocalImage {
+    pub config: Config,
+    pub rootfs: Tree,
+}
+
+/// Reads the image in the OCI layout at `dir`: the entry named `name`, or else the only one.
+pub fn from_layout(
+    dir: &Path,
+    name: Option<&str>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<LocalImage> {
+    oci_image(&Blobs::Dir(dir.to_owned()), name, progress)
+}
+
+/// Reads the image in the OCI archive (a tar of a layout) at `path`.
+pub fn from_oci_archive(path: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<LocalImage> {
+    oci_image(&Blobs::archive(path)?, None, progress)
+}
+
+/// Reads the image in the `docker save` archive at `path`.
+pub fn from_docker_archive(
+    path: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<LocalImage> {
+    docker_image(&Blobs::archive(path)?, progress)
+}
+
+/// The files of a layout or archive, by path inside it.
+enum Blobs {
+    Dir(PathBuf),
+    Archive(Tree),
+}
+
+impl Blobs {
+    /// Reads the tar archive at `path` into memory.
+    fn archive(path: &Path) -> Result<Self> {
+        let file =
+            fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut tree = Tree::new();
+        layer::apply(&mut tree, file)
+            .map_err(|err| anyhow!(err))
+            .with_context(|| format!("cannot read the archive {}", path.display()))?;
+        Ok(Blobs::Archive(tree))
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        match self {
+            Blobs::Dir(dir) => {
+                let path = dir.join(path);
+                fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+            }
+            Blobs::Archive(tree) => {
+                let key = tree::key(path).map_err(|err| anyhow!(err))?;
+                match key.and_then(|key| tree.get(&key)).map(|node| &node.kind) {
+                    Some(tree::Kind::File { data, .. }) => Ok(data.to_vec()),
+                    _ => Err(anyhow!("the archive has no `{path}`")),
+                }
+            }
+        }
+    }
+
+    /// Reads the blob `descriptor` names and checks its digest and size.
+    fn blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>> {
+        let digest = descriptor.digest();
+        require_sha256(digest)?;
+        let bytes = self.read(&layout::blob_name(digest))?;
+        let actual = sha256(&bytes);
+        if actual != digest.to_string() {
+            bail!("blob {digest} does not match its digest: its content is {actual}");
+        }
+        if u64::try_from(bytes.len()).ok() != Some(descriptor.size()) {
+            bail!(
+                "blob {digest} is {} bytes, its descriptor says {}",
+                bytes.len(),
+                descriptor.size()
+            );
+        }
+        Ok(bytes)
+    }
+}
+
+fn oci_image(
+    blobs: &Blobs,
+    name: Option<&str>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<LocalImage> {
+    let index = blobs.read("index.json")?;
+    let index = ImageIndex::from_reader(&index[..]).context("index.json is not an image index")?;
+    let descriptor = choose(index.manifests(), name)?;
+    let manifest = manifest_of(blobs, descriptor, 0)?;
+    let config = blobs.blob(manifest.config()).context("the image config")?;
+    let config = parse_config(&config)?;
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
+        bail!(
+            "the manifest has {} layers but the config lists {} diff ids",
+            manifest.layers().len(),
+            diff_ids.len()
+        );
+    }
+    let mut rootfs = Tree::new();
+    let total = manifest.layers().len();
+    for (number, (descriptor, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
+        let blob = blobs
+            .blob(descriptor)
+            .with_context(|| format!("layer {number}"))?;
+        apply_layer(&mut rootfs, &blob, diff_id).with_context(|| format!("layer {number}"))?;
+        progress(number + 1, total);
+    }
+    Ok(LocalImage {
+        config: config.config().clone().unwrap_or_default(),
+        rootfs,
+    })
+}
+
+/// The manifest a layout entry leads to, following indexes (manifest lists) to linux/amd64.
+fn manifest_of(blobs: &Blobs, descriptor: &Descriptor, depth: usize) -> Result<ImageManifest> {
+    if depth > 4 {
+        bail!("indexes nested too deeply");
+    }
+    let bytes = blobs.blob(descriptor)?;
+    let media_type = descriptor.media_type().to_string();
+    if is_index(&media_type) {
+        let index =
+            ImageIndex::from_reader(&bytes[..]).context("nested index is not an image index")?;
+        let platform = platform(&index)?;
+        return manifest_of(blobs, platform, depth + 1);
+    }
+    ImageManifest::from_reader(&bytes[..]).context("not an image manifest")
+}
+
+/// The layout entry named `name`, or else the only one.
+fn choose<'a>(manifests: &'a [Descriptor], name: Option<&str>) -> Result<&'a Descriptor> {
+    if let Some(name) = name {
+        return manifests
+            .iter()
+            .find(|entry| ref_name(entry) == Some(name))
+            .ok_or_else(|| anyhow!("no image named `{name}` in the layout"));
+    }
+    match manifests {
+        [] => bail!("the layout holds no image"),
+        [only] => Ok(only),
+        _ => {
+            let names: Vec<&str> = manifests.iter().filter_map(ref_name).collect();
+            bail!(
+                "the layout holds {} images; name one with `oci:PATH:NAME` (names: {})",
+                manifests.len(),
+                names.join(", ")
+            )
+        }
+    }
+}
+
+fn parse_config(bytes: &[u8]) -> Result<ImageConfiguration> {
+    let config = ImageConfiguration::from_reader(bytes).context("the image config is not valid")?;
+    let (os, architecture) = (config.os().to_string(), config.architecture().to_string());
+    if os != OS || architecture != ARCHITECTURE {
+        bail!("the image is for {os}/{architecture}, not {OS}/{ARCHITECTURE}");
+    }
+    Ok(config)
+}
+
+/// Uncompresses a layer (gzip or plain tar), checks it against `diff_id` and applies it.
+fn apply_layer(rootfs: &mut Tree, blob: &[u8], diff_id: &str) -> Result<()> {
+    let tar = if blob.starts_with(&[0x1f, 0x8b]) {
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(blob)
+            .read_to_end(&mut tar)
+            .context("cannot uncompress the gzip layer")?;
+        tar
+    } else if blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        bail!("zstd-compressed layers are not supported; use gzip or plain tar layers");
+    } else {
+        blob.to_vec()
+    };
+    let actual = sha256(&tar);
+    if actual != diff_id {
+        bail!("the uncompressed layer is {actual}, but the config's diff id is {diff_id}");
+    }
+    layer::apply(rootfs, &tar[..]).map_err(|err| anyhow!(err))
+}
+
+/// One entry of a `docker save` archive's manifest.json.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerEntry {
+    config: String,
+    #[serde(default)]
+    layers: Vec<String>,
+}
+
+fn docker_image(blobs: &Blobs, progress: &mut dyn FnMut(usize, usize)) -> Result<LocalImage> {
+    let manifest = blobs.read("manifest.json")?;
+    let entries: Vec<DockerEntry> =
+        serde_json::from_slice(&manifest).context("manifest.json is not a docker manifest")?;
+    let entry = match entries.as_slice() {
+        [only] => only,
+        other => bail!(
+            "manifest.json lists {} images; a docker archive must hold exactly one",
+            other.len()
+        ),
+    };
+    let config = blobs.read(&entry.config)?;
+    // The config is named by its digest: `<hex>.json` or `blobs/sha256/<hex>`.
+    let stem = entry
+        .config
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(".json");
+    let actual = sha256(&config);
+    if stem.len() == 64 && actual != digest::of_hex(stem) {
+        bail!(
+            "the config {} does not match its digest: its content is {actual}",
+            entry.config
+        );
+    }
+    let config = parse_config(&config)?;
+    let diff_ids = config.rootfs().diff_ids();
+    if diff_ids.len() != entry.layers.len() {
+        bail!(
+            "manifest.json lists {} layers but the config lists {} diff ids",
+            entry.layers.len(),
+            diff_ids.len()
+        );
+    }
+    let mut rootfs = Tree::new();
+    for (number, (path, diff_id)) in entry.layers.iter().zip(diff_ids).enumerate() {
+        let blob = blobs.read(path)?;
+        apply_layer(&mut rootfs, &blob, diff_id).with_context(|| format!("layer {path}"))?;
+        progress(number + 1, entry.layers.len());
+    }
+    Ok(LocalImage {
+        config: config.config().clone().unwrap_or_default(),
+        rootfs,
+    })
+}

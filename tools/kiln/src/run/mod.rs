@@ -1,0 +1,4 @@
+//! `kiln run`: booting a built image on this machine.
+//! Runs in: `kiln run` and the VM tests, on the build host.
+
+pub mod qemu;
