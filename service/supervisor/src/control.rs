@@ -5,7 +5,7 @@
 //! error answer and the connection goes on. `logs -f` turns the connection into a stream of new
 //! lines until the client hangs up.
 //! Runs in: the supervisor daemon, as tasks beside its event loop; requests are carried out by the
-//! event loop (`daemon.rs`), never here.
+//! event loop (`daemon/`), never here.
 //! LinuxKit's `service` talks to containerd instead and has no socket of its own; the protocol
 //! follows systemd's one-request-per-line private bus in spirit only.
 

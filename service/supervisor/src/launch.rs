@@ -56,6 +56,10 @@ pub async fn launch(
         Ok(stdio) => stdio,
         Err(err) => return Err(undo(prepared, err).await),
     };
+    // Blocks the daemon's only thread until the helper (`service runtime create`) has exited,
+    // on purpose: while it runs no SIGCHLD is handled, so the orphan reaper cannot take the
+    // helper's exit status before `create` waits for it, and nothing else the daemon does can
+    // see the container half made. libcontainer itself never runs in this multithreaded process.
     let pid = match helper.create(&id, &bundle.dir, stdio, options) {
         Ok(pid) => pid,
         Err(err) => return Err(undo(prepared, err.to_string()).await),

@@ -17,6 +17,7 @@
 
 mod cgroup;
 mod inside;
+mod skipped;
 mod spawn;
 
 use std::error::Error;
@@ -27,6 +28,7 @@ use std::{env, fmt, thread};
 
 pub use cgroup::{hierarchies, Hierarchy};
 pub use inside::check_isolated;
+pub use skipped::line as skipped_line;
 
 /// The result of a test body: why, in one boxed error.
 pub type BodyResult = Result<(), Box<dyn Error>>;
@@ -95,6 +97,7 @@ pub fn run<F: FnOnce() -> BodyResult>(body: F) -> Option<Outcome> {
             "{name} needs root: CI=true, so this fails instead of skipping"
         );
         eprintln!("SKIPPED {name}: needs root (runs in CI)");
+        skipped::count();
         return None;
     }
     let timeout = env::var(ENV_TIMEOUT)

@@ -1,7 +1,9 @@
-//! Kiln's host tool as a library: the manifest model and its checks (`kiln validate` is
-//! [`load`] followed by printing the report), and the build: local images read
-//! ([`source`]), entries converted ([`container`]), the root filesystem assembled
-//! ([`assemble`]) and written out ([`output`]).
+//! Kiln's host tool as a library, in folders by concept, each using only those below it:
+//! [`run`] (booting under qemu), [`build`] (where each entry's image comes from, the bundles,
+//! the root filesystem and the outputs), [`pkg`] (packages), [`images`] (local images,
+//! registry pulls, the cache), [`oci`] (digests, platform, layout, ingest), [`manifest`] (the
+//! YAML model and its checks: `kiln validate` is [`load`] followed by printing the report) and
+//! [`tree`] (the file tree in memory). ARCHITECTURE.md has the map.
 //! Runs in: `kiln` on the build host. Writes only the outputs it is asked for.
 #![forbid(unsafe_code)]
 

@@ -182,9 +182,9 @@ impl Registry {
             if !layout.has_blob(blob.digest()) {
                 fetch_blob(&client, reference, cache, blob, progress)
                     .await
-                    .map_err(|err| match err.downcast::<OciDistributionError>() {
-                        Ok(err) => failed(err),
-                        Err(err) => err,
+                    .map_err(|err| match err {
+                        FetchError::Registry(err) => failed(err),
+                        FetchError::Other(err) => err,
                     })?;
             }
             if number > 0 {
@@ -314,6 +314,22 @@ enum Pulled {
     UpToDate(String),
 }
 
+/// Why a blob was not fetched: the registry's answer (which the caller explains with the
+/// login used), or anything else.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error(transparent)]
+    Registry(#[from] OciDistributionError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<CommitError> for FetchError {
+    fn from(err: CommitError) -> Self {
+        FetchError::Other(err.into())
+    }
+}
+
 /// Downloads one blob into the cache, resuming a partial download left there; when a resumed
 /// download turns out not to match its digest (the kept bytes were wrong), it is started over
 /// once from the first byte.
@@ -323,7 +339,7 @@ async fn fetch_blob(
     cache: &Path,
     blob: &Descriptor,
     progress: &mut PullProgress,
-) -> Result<()> {
+) -> Result<(), FetchError> {
     let digest = blob.digest();
     let mut ingest = Ingest::open(cache, digest, blob.size())?;
     let resumed = ingest.offset();
@@ -349,7 +365,7 @@ async fn download(
     ingest: &mut Ingest,
     blob: &Descriptor,
     progress: &mut PullProgress,
-) -> Result<()> {
+) -> Result<(), FetchError> {
     let digest = blob.digest().to_string();
     let none = None;
     let layer = LayerDescriptor {
@@ -391,7 +407,8 @@ async fn download(
                     ingest.offset(),
                     blob.size(),
                     chain(&err)
-                ))
+                )
+                .into())
             }
         }
     }

@@ -1,0 +1,193 @@
+//! Dispatch: each event fed to its service's lifecycle, the actions it returns carried out
+//! (start, clean up, signal, kill, timers), the events those lead to fed back in, and what
+//! follows a change of state (dependents started, the event log, "all services up", the
+//! waiting answers).
+//! Runs in: the supervisor's event loop.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::Signal;
+
+use super::{Daemon, Message};
+use crate::lifecycle::{Action, Event, State};
+
+impl Daemon {
+    /// Sends `event` about service `name`'s current run through the event loop.
+    pub(super) fn send_now(&self, name: &str, event: Event) {
+        let generation = self.services.get(name).map_or(0, |s| s.generation);
+        let _ = self.sender.send(Message {
+            name: name.to_owned(),
+            generation,
+            event,
+        });
+    }
+
+    /// Sends `DependenciesMet` to every waiting service whose dependencies are up.
+    pub(super) fn start_ready_dependents(&mut self) {
+        for name in self.services.ready_to_start() {
+            self.send_now(&name, Event::DependenciesMet);
+        }
+    }
+
+    /// Feeds one event to a service's lifecycle and carries out the actions, and those of the
+    /// events they lead to.
+    pub(super) async fn dispatch(&mut self, message: Message) {
+        let mut queue = VecDeque::from([(message.name, Some(message.generation), message.event)]);
+        while let Some((name, generation, event)) = queue.pop_front() {
+            let Some(service) = self.services.get_mut(&name) else {
+                continue;
+            };
+            if generation.is_some_and(|g| g != service.generation) {
+                continue;
+            }
+            let before = service.lifecycle.state();
+            let actions = service.lifecycle.handle(event, Instant::now());
+            let after = service.lifecycle.state();
+            if before != after {
+                service.since = SystemTime::now();
+            }
+            if let Event::Exited(exit) = event {
+                // A run that ended on its own and failed: its last lines are reported.
+                if before != after && before != State::Stopping && !exit.success() {
+                    service.report_output = true;
+                }
+            }
+            let came_up = before != after && after.runs();
+            if came_up {
+                self.save_record(&name);
+            }
+            self.log_event(&name, event, before, after);
+            for action in actions {
+                if let Some(event) = self.act(&name, action).await {
+                    queue.push_back((name.clone(), None, event));
+                }
+            }
+            if came_up {
+                self.start_ready_dependents();
+            }
+        }
+        self.announce_all_up();
+        self.answer_pending();
+    }
+
+    /// Says once, the first time every service is up (running, or ready where it declares
+    /// readiness), when that was on the boot clock and after this supervisor's start.
+    pub(super) fn announce_all_up(&mut self) {
+        if self.announced_up || self.shutting_down {
+            return;
+        }
+        if !self.services.all_up() {
+            return;
+        }
+        self.announced_up = true;
+        let since_boot = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or_else(
+            |err| format!("an unknown time ({err})"),
+            |now| format!("{}.{:03} s", now.tv_sec(), now.tv_nsec() / 1_000_000),
+        );
+        let line = format!(
+            "all {} services up, {since_boot} after boot, {:.3} s after the supervisor started",
+            self.services.len(),
+            self.started.elapsed().as_secs_f64()
+        );
+        self.events.line(&line);
+    }
+
+    pub(super) fn log_event(&mut self, name: &str, event: Event, before: State, after: State) {
+        let service = self.services.get(name);
+        let policy = service.map(|s| s.lifecycle.policy);
+        let mut line = match event {
+            Event::Started => match service.and_then(|s| s.pid) {
+                Some(pid) => format!("{name}: running, pid {pid}"),
+                None => return,
+            },
+            Event::Exited(exit) if before != after => format!("{name}: {exit}"),
+            Event::BecameReady if after == State::Ready => format!("{name}: ready"),
+            Event::StopRequested if after == State::Stopping => format!(
+                "{name}: stopping with {}",
+                policy.map_or("SIGTERM", |p| p.stop_signal.as_str())
+            ),
+            Event::StopTimeout if after == State::Stopping => format!(
+                "{name}: still running {}s after the stop signal: killing",
+                policy.map_or(0, |p| p.stop_timeout.as_secs())
+            ),
+            _ if before != after && after == State::Stopped => format!("{name}: stopped"),
+            _ => return,
+        };
+        if matches!(event, Event::Exited(_)) && after == State::Stopped {
+            line.push_str("; stopped");
+        }
+        self.events.line(&line);
+    }
+
+    /// Carries out one action; returns the event it leads to at once, if any.
+    pub(super) async fn act(&mut self, name: &str, action: Action) -> Option<Event> {
+        let service = self.services.get_mut(name)?;
+        match action {
+            Action::Start => {
+                service.generation += 1;
+                let generation = service.generation;
+                match self.start(name, generation).await {
+                    // Said by log_event once its record is kept, so that a supervisor killed
+                    // after this line can adopt it.
+                    Ok(()) => Some(Event::Started),
+                    Err(err) => {
+                        self.events.line(&format!("{name}: failed to start: {err}"));
+                        if let Some(service) = self.services.get_mut(name) {
+                            service.problem = Some(format!("failed to start: {err}"));
+                        }
+                        Some(Event::StartFailed {
+                            permanent: err.is_permanent(),
+                        })
+                    }
+                }
+            }
+            Action::CleanUp => {
+                let prepared = service.end_run();
+                self.records.remove(name);
+                self.remove_container(name, prepared).await;
+                self.report_output(name).await;
+                None
+            }
+            Action::Signal(signal) => {
+                if let Err(err) = self.helper.runtime().kill(name, signal, false) {
+                    self.events.line(&format!("{name}: {err}"));
+                }
+                None
+            }
+            Action::Kill => {
+                if let Err(err) = self.helper.runtime().kill(name, Signal::SIGKILL, true) {
+                    self.events.line(&format!("{name}: {err}"));
+                }
+                None
+            }
+            Action::StopTimer(delay) => {
+                self.timer(name, delay, Event::StopTimeout);
+                None
+            }
+            Action::RestartTimer(delay) => {
+                let restarts = service.lifecycle.restarts() + 1;
+                self.events.line(&format!(
+                    "{name}: restart {restarts} in {}s",
+                    delay.as_secs_f32()
+                ));
+                self.timer(name, delay, Event::BackoffOver);
+                None
+            }
+        }
+    }
+
+    pub(super) fn timer(&self, name: &str, delay: Duration, event: Event) {
+        let generation = self.services.get(name).map_or(0, |s| s.generation);
+        let sender = self.sender.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = sender.send(Message {
+                name,
+                generation,
+                event,
+            });
+        });
+    }
+}
