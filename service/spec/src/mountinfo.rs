@@ -103,28 +103,12 @@ impl MountInfo {
         })
     }
 
-    /// The peer group this mount shares events with (`shared:N`).
-    pub fn shared(&self) -> Option<u32> {
-        self.optional_number("shared:")
-    }
-
-    /// The peer group this mount receives events from (`master:N`).
-    pub fn master(&self) -> Option<u32> {
-        self.optional_number("master:")
-    }
-
     /// Whether mount events propagate to or from this mount: it is shared or a slave
     /// (`shared:` or `master:` among its optional fields), not private.
     pub fn propagates(&self) -> bool {
         self.optional_fields
             .iter()
             .any(|field| field.starts_with("shared:") || field.starts_with("master:"))
-    }
-
-    fn optional_number(&self, prefix: &str) -> Option<u32> {
-        self.optional_fields
-            .iter()
-            .find_map(|field| field.strip_prefix(prefix)?.parse().ok())
     }
 }
 
@@ -286,17 +270,14 @@ mod tests {
             MountInfo::parse("22 1 0:21 / / rw,relatime shared:1 master:5 - ext4 /dev/vda rw")
                 .unwrap();
         assert_eq!(shared_slave.optional_fields, ["shared:1", "master:5"]);
-        assert_eq!(shared_slave.shared(), Some(1));
-        assert_eq!(shared_slave.master(), Some(5));
         assert!(shared_slave.propagates());
 
         let slave = MountInfo::parse("23 22 0:22 / /proc rw master:5 - proc proc rw").unwrap();
-        assert_eq!((slave.shared(), slave.master()), (None, Some(5)));
+        assert_eq!(slave.optional_fields, ["master:5"]);
         assert!(slave.propagates());
 
         let private = MountInfo::parse("24 22 0:23 / /tmp rw,nosuid - tmpfs tmpfs rw").unwrap();
         assert!(private.optional_fields.is_empty());
-        assert_eq!((private.shared(), private.master()), (None, None));
         assert!(!private.propagates());
 
         let unbindable =

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::unistd::Pid;
 
-use super::services::Run;
+use super::service::Run;
 use super::Daemon;
 use crate::child::Child;
 use crate::lifecycle::{Lifecycle, State};

@@ -41,7 +41,8 @@ use crate::protocol::Answer;
 use crate::record::Records;
 use crate::volumes;
 use output::EventLog;
-use services::{Service, Services, Wait};
+use service::Service;
+use services::{Services, Wait};
 
 mod adoption;
 mod dispatch;

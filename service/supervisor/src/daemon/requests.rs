@@ -177,12 +177,11 @@ impl Daemon {
     pub(super) fn answer_pending(&mut self) {
         let pending = std::mem::take(&mut self.pending);
         for request in pending {
+            // Requests wait only for known services (`change` checks), and none is ever removed.
             match self.services.answer(&request.wait) {
                 Some(answer) => {
                     let _ = request.reply.send(Reply::Answer(answer));
                 }
-                // No such service: nothing will ever answer, so the request is dropped.
-                None if self.services.get(&request.wait.name).is_none() => {}
                 None => self.pending.push(request),
             }
         }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use nix::unistd::Pid;
 
-pub use super::service::{Run, Service};
+use super::service::Service;
 use crate::lifecycle::{Lifecycle, State};
 use crate::order::{Blocked, Order};
 use crate::protocol::Answer;

@@ -14,7 +14,7 @@ use prepare::Prepared;
 use runtime::helper::HelperOptions;
 use tokio::task::JoinHandle;
 
-use super::services::Run;
+use super::service::Run;
 use super::{Daemon, Message};
 use crate::child::{Child, Exit};
 use crate::launch::{self, Launched};

@@ -28,8 +28,8 @@ use crate::manifest::entry::{Id, Image};
 use crate::manifest::{label, process};
 use crate::manifest::{File, Manifest, Volume};
 use crate::oci::layout::Layout;
-use crate::tree::hostdir;
 use crate::tree::{self, Kind, Node, Tree};
+use crate::tree::{hostdir, layer};
 
 /// Where init images and volumes point `/etc/resolv.conf`.
 const RESOLV_SYMLINK: &str = "/run/resolvconf/resolv.conf";
@@ -266,7 +266,7 @@ impl Builder<'_> {
             given => {
                 let name = given.unwrap_or(defaults::KERNEL_TAR);
                 match file(name) {
-                    Some(tar) => crate::tree::layer::apply(rootfs, &tar[..])
+                    Some(tar) => layer::apply(rootfs, &tar[..])
                         .map_err(|err| anyhow!("image `{}`: {name}: {err}", kernel.image))
                         .with_context(context)?,
                     None if given.is_some() => {

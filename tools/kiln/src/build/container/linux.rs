@@ -4,15 +4,13 @@
 //! masked and read-only paths.
 //! Runs in: `kiln` on the build host. Pure.
 
-use std::collections::{BTreeMap, HashMap};
-
 use oci_spec::runtime::{
     Linux, LinuxBuilder, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespace,
     LinuxNamespaceType, LinuxResources,
 };
 
-use super::invalid;
 use super::layers::Layers;
+use super::{invalid, string_map};
 use crate::manifest::entry::ImageConfig;
 use crate::manifest::process;
 
@@ -28,7 +26,7 @@ pub fn linux_of(layers: &Layers<'_, ImageConfig>) -> Result<Linux, String> {
     linux
         .set_uid_mappings(layers.get(|c| &c.uid_mappings).filter(|m| !m.is_empty()))
         .set_gid_mappings(layers.get(|c| &c.gid_mappings).filter(|m| !m.is_empty()))
-        .set_sysctl(map(layers.get(|c| &c.sysctl)))
+        .set_sysctl(string_map(layers.get(|c| &c.sysctl)))
         .set_cgroups_path(
             layers
                 .get(|c| &c.cgroups_path)
@@ -46,12 +44,6 @@ pub fn linux_of(layers: &Layers<'_, ImageConfig>) -> Result<Linux, String> {
         .set_seccomp(None)
         .set_mount_label(None);
     Ok(linux)
-}
-
-/// A string map as config.json writes it: left out when absent or empty.
-pub fn map(map: Option<BTreeMap<String, String>>) -> Option<HashMap<String, String>> {
-    map.filter(|map| !map.is_empty())
-        .map(|map| map.into_iter().collect())
 }
 
 /// The resources as given, with a device rule (and a device node) added for each entry of

@@ -7,7 +7,7 @@
 //! mounts become `/containers/volumes/NAME/merged`. Kiln's runtime keys pass into runtime.json.
 //! Runs in: `kiln` on the build host. Pure.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use oci_spec::image::Config;
 use oci_spec::runtime::{
@@ -108,7 +108,7 @@ pub fn convert(
         .set_root(Some(root))
         .set_hostname(layers.non_empty(|c| &c.hostname))
         .set_mounts(Some(mounts))
-        .set_annotations(linux::map(layers.get(|c| &c.annotations)))
+        .set_annotations(string_map(layers.get(|c| &c.annotations)))
         .set_linux(Some(linux));
     let empty = RuntimeConfig::default();
     let runtime = Layers {
@@ -119,6 +119,12 @@ pub fn convert(
         spec,
         runtime: runtime::runtime_of(&runtime, context),
     })
+}
+
+/// A string map as config.json writes it: left out when absent or empty.
+fn string_map(map: Option<BTreeMap<String, String>>) -> Option<HashMap<String, String>> {
+    map.filter(|map| !map.is_empty())
+        .map(|map| map.into_iter().collect())
 }
 
 /// An error of oci-spec's builders, named by the part of config.json being built.
