@@ -29,7 +29,7 @@ boot() { # -> "host_ms kernel_ms userspace_ms"
     rm -f "$fifo" && mkfifo "$fifo"
     start=$(now_us)
     # A session of its own, so the VM and everything under it is stopped as one group.
-    setsid "$KILN" run --accel "$ACCEL" --timeout 300 "$work/boot" </dev/null >"$fifo" 2>&1 &
+    setsid "$KILN" run --accel "$ACCEL" --networking user,restrict=on --timeout 300 "$work/boot" </dev/null >"$fifo" 2>&1 &
     pid=$!
     exec 3<"$fifo"
     while IFS= read -r line <&3; do

@@ -6,7 +6,8 @@
 //! Runs in: test processes on the host. The kernel comes from `tools/dev setup`, which unpacks
 //! Debian's cloud kernel, runs depmod and extracts the ELF into /var/cache/kiln/vm-kernel
 //! (`KILN_VM_KERNEL` names another directory).
-//! Guests get no network at all: no -netdev is ever given.
+//! Guests get no network unless a test asks for one, and then only qemu's user-mode network
+//! with restrict=on: the guest reaches nothing beyond its published ports and DHCP.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
 
 use std::fs;
@@ -16,6 +17,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use kiln::run::network::{Mac, Network, Networking, Publish};
 pub use kiln::run::qemu::Outcome;
 use kiln::run::qemu::{Console, Machine};
 use kiln::tree::initrd;
@@ -258,6 +260,7 @@ pub struct Vm {
     disks: Vec<PathBuf>,
     timeout: Duration,
     cmdline: String,
+    network: Network,
 }
 
 impl Vm {
@@ -268,7 +271,19 @@ impl Vm {
             disks: Vec::new(),
             timeout: Duration::from_secs(120),
             cmdline: "quiet".to_owned(),
+            network: Network::none(),
         }
+    }
+
+    /// A virtio NIC on qemu's user-mode network, restricted (the guest can open no
+    /// connection to the host or beyond), with `publish` forwarded from the host.
+    pub fn user_network(&mut self, publish: &[Publish]) -> &mut Self {
+        self.network = Network {
+            networking: Networking::User { restrict: true },
+            publish: publish.to_vec(),
+            mac: Mac::derived("vm-test"),
+        };
+        self
     }
 
     /// A raw disk image, as a virtio block device (/dev/vda, /dev/vdb, ...).
@@ -304,7 +319,8 @@ impl Vm {
             self.cmdline.clone(),
         );
         machine.disks.clone_from(&self.disks);
-        machine.timeout = self.timeout;
+        machine.timeout = Some(self.timeout);
+        machine.network.clone_from(&self.network);
         run(&machine, self.dir.path())
     }
 }

@@ -2,24 +2,44 @@
 //! console on its standard output, the image's command line passed on, and its exit status
 //! the guest's result: the value written to the debug-exit port, or 124 with a message when
 //! the timeout stops a guest that never ends.
+//! With `--networking user,restrict=on`, published ports reach the guest's servers and the
+//! guest reaches nothing on the host.
 //! Runs on the host as any user that can run qemu. The images are a bare /init script on
 //! busybox (no Kiln init) with the probe to write the debug-exit port, so only `kiln run` is
-//! under test.
+//! under test. No guest here can reach beyond this machine: each runs with no network or a
+//! restricted one.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use vm::{release_binary, Image, Kernel};
 
 /// Writes OUT/NAME-* as `kiln build` does, /init being `script`.
 fn built(kernel: &Kernel, out: &Path, name: &str, script: &str, cmdline: &str) {
+    built_with(kernel, out, name, script, cmdline, |_| ());
+}
+
+/// As [`built`], `extra` adding to the image.
+fn built_with(
+    kernel: &Kernel,
+    out: &Path,
+    name: &str,
+    script: &str,
+    cmdline: &str,
+    extra: impl FnOnce(&mut Image),
+) {
     let mut image = Image::new();
     image
         .busybox()
         .copy("bin/probe", &release_binary("probe"), 0o755)
         .script("init", script);
+    extra(&mut image);
     image
         .write_initramfs(&out.join(format!("{name}-initrd.img")))
         .expect("initrd");
@@ -29,11 +49,118 @@ fn built(kernel: &Kernel, out: &Path, name: &str, script: &str, cmdline: &str) {
 
 fn kiln_run(args: &[&str], image: &Path) -> Output {
     Command::new(release_binary("kiln"))
-        .arg("run")
+        .args(["run", "--networking", "none"])
         .args(args)
         .arg(image)
         .output()
         .expect("run kiln")
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+#[test]
+fn published_ports_reach_the_guest_and_the_restricted_guest_reaches_nothing() {
+    let kernel = Kernel::find();
+    let out = tempfile::tempdir().expect("tempdir");
+    // A listener on the host that the guest tries to reach through the user network's
+    // gateway (10.0.2.2 is the host's loopback, unless the network is restricted).
+    let host = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host_port = host.local_addr().expect("address").port();
+    host.set_nonblocking(true).expect("nonblocking");
+    built_with(
+        &kernel,
+        out.path(),
+        "net",
+        "#!/bin/sh
+mount -t devtmpfs dev /dev
+mount -t proc proc /proc
+         mount -t sysfs sys /sys
+         modprobe virtio_mmio && modprobe virtio_net || echo no-driver
+         ip link set lo up && ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0
+         ip route add default via 10.0.2.2
+         cat /sys/class/net/eth0/address
+         for word in $(cat /proc/cmdline); do case $word in kiln.hostport=*) port=${word#*=};; esac; done\n\
+         if echo hello | nc -w 3 10.0.2.2 $port; then echo reached-the-host;          else echo host-unreachable; fi
+         mkdir -p /www && echo page-from-the-guest > /www/index.html
+         httpd -p 80 -h /www
+         echo guest-serving
+         nc -l -p 81 > /dev/null
+         probe --exit 7
+         sleep 1000
+",
+        &format!("quiet kiln.hostport={host_port}"),
+        |image| {
+            image.modules(&kernel, &["virtio_mmio", "virtio_net"]);
+        },
+    );
+    let (web, stop) = (free_port(), free_port());
+    let mut child = Command::new(release_binary("kiln"))
+        .args([
+            "run",
+            "--networking",
+            "user,restrict=on",
+            "--timeout",
+            "120",
+        ])
+        .args(["--publish", &format!("{web}:80")])
+        .args(["--publish", &format!("127.0.0.1:{stop}:81/tcp")])
+        .args(["--mac", "02:4b:49:4c:4e:01"])
+        .arg(out.path().join("net"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kiln");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, console) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    while !seen.contains("guest-serving") {
+        match console.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+            }
+            Err(err) => panic!("no guest-serving line ({err}):\n{seen}"),
+        }
+    }
+    let mut page = String::new();
+    let mut stream = TcpStream::connect(("127.0.0.1", web)).expect("connect to the published port");
+    stream
+        .write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+        .expect("request");
+    stream.read_to_string(&mut page).expect("response");
+    assert!(page.contains("page-from-the-guest"), "{page}\n{seen}");
+    drop(TcpStream::connect(("127.0.0.1", stop)).expect("connect to the second port"));
+    let status = child.wait().expect("wait for kiln run");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    for line in console.try_iter() {
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    assert_eq!(status.code(), Some(7), "{seen}\n{stderr}");
+    assert!(seen.contains("02:4b:49:4c:4e:01"), "the MAC given: {seen}");
+    assert!(seen.contains("host-unreachable"), "restricted: {seen}");
+    assert!(!seen.contains("no-driver"), "{seen}");
+    assert!(
+        host.accept().is_err(),
+        "the restricted guest connected to the host"
+    );
 }
 
 #[test]

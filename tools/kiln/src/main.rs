@@ -20,7 +20,7 @@ use kiln::manifest::defaults;
 use kiln::pkg::build as pkgbuild;
 use kiln::pkg::debian::Debian;
 use kiln::pkg::package::Package;
-use kiln::run::qemu;
+use kiln::run::{self, qemu};
 use kiln::Input;
 
 /// `kiln run`'s exit status when the timeout stopped the VM (as timeout(1) has it).
@@ -77,28 +77,48 @@ enum Command {
     /// The local image cache: list, remove and prune what pulls and package builds put there.
     Cache(Cache),
     /// Boot an image `kiln build` wrote (OUT/NAME: NAME-vmlinux or NAME-kernel,
-    /// NAME-initrd.img, NAME-cmdline) under qemu, the console on this terminal. Exits 0 when
-    /// the guest powers off, V when it writes V to the debug-exit port (0xf4), 124 at the timeout.
-    Run {
-        /// Memory in MiB.
-        #[arg(long, default_value_t = 512, value_name = "MIB")]
-        mem: u32,
-        /// A raw disk image, attached as a virtio block device (repeat for more).
-        #[arg(long, value_name = "FILE")]
-        disk: Vec<PathBuf>,
-        /// Seconds until the VM is stopped.
-        #[arg(long, default_value_t = 600, value_name = "S")]
-        timeout: u64,
-        /// qemu's accelerator: `tcg`, or `kvm` where the host has it.
-        #[arg(long, default_value = "tcg")]
-        accel: String,
-        /// The image: the output directory and the name given to `kiln build`.
-        #[arg(value_name = "OUT/NAME")]
-        image: PathBuf,
-    },
+    /// NAME-initrd.img, NAME-cmdline) under qemu, the console on this terminal, on qemu's
+    /// user-mode network (the guest gets 10.0.2.15 by DHCP). Exits 0 when the guest powers off,
+    /// V when it writes V to the debug-exit port (0xf4), 124 at the timeout.
+    Run(RunArgs),
     /// Packages: folders with a build.yml that make an image without Docker.
     #[command(subcommand)]
     Pkg(Pkg),
+}
+
+/// `kiln run`'s options.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Memory in MiB.
+    #[arg(long, default_value_t = 512, value_name = "MIB")]
+    mem: u32,
+    /// Virtual CPUs.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    cpus: u32,
+    /// A raw disk image, attached as a virtio block device (repeat for more).
+    #[arg(long, value_name = "FILE")]
+    disk: Vec<PathBuf>,
+    /// The guest's network: `user` (qemu's user-mode network), `user,restrict=on` (the guest
+    /// can reach nothing, published ports still work) or `none`.
+    #[arg(long, default_value = "user", value_name = "MODE")]
+    networking: run::network::Networking,
+    /// A host port forwarded to a guest port, `[IP:]HOST:GUEST[/tcp|/udp]`; the host side
+    /// listens on 127.0.0.1 unless IP is given (repeat for more).
+    #[arg(long, value_name = "[IP:]HOST:GUEST[/PROTO]")]
+    publish: Vec<run::network::Publish>,
+    /// The NIC's MAC address (default: one derived from the image's name, stable across runs).
+    #[arg(long, value_name = "MAC")]
+    mac: Option<run::network::Mac>,
+    /// qemu's accelerator: `auto` (KVM where /dev/kvm runs a guest at hardware speed, else
+    /// TCG), `kvm` or `tcg`.
+    #[arg(long, default_value = "auto")]
+    accel: run::accel::Accel,
+    /// Seconds until the VM is stopped (default: never).
+    #[arg(long, value_name = "S")]
+    timeout: Option<u64>,
+    /// The image: the output directory and the name given to `kiln build`.
+    #[arg(value_name = "OUT/NAME")]
+    image: PathBuf,
 }
 
 /// How registries are spoken to.
@@ -177,13 +197,7 @@ fn main() -> ExitCode {
             files,
         } => build(&files, &dir, name, format, cache, pull),
         Command::Cache(command) => cache(command),
-        Command::Run {
-            mem,
-            disk,
-            timeout,
-            accel,
-            image,
-        } => run(&image, mem, disk, timeout, accel),
+        Command::Run(args) => run(args),
         Command::Pkg(Pkg::Build {
             force,
             cache,
@@ -193,16 +207,36 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(image: &Path, mem: u32, disks: Vec<PathBuf>, timeout: u64, accel: String) -> ExitCode {
-    let machine = qemu::Machine::built(image).map(|machine| qemu::Machine {
-        memory_mb: mem,
-        disks,
-        accel,
-        timeout: Duration::from_secs(timeout),
-        ..machine
+fn run(args: RunArgs) -> ExitCode {
+    let image = &args.image;
+    let name = image.display();
+    let image_name = image
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let network = run::network::Network {
+        networking: args.networking,
+        publish: args.publish,
+        mac: args
+            .mac
+            .unwrap_or_else(|| run::network::Mac::derived(&image_name)),
+    };
+    let machine = qemu::Machine::built(image).map(|machine| {
+        let (accel, why) = run::accel::choose(args.accel);
+        if let Some(why) = why {
+            eprintln!("kiln run: accelerator {accel}: {why}");
+        }
+        qemu::Machine {
+            memory_mb: args.mem,
+            cpus: args.cpus,
+            disks: args.disk,
+            accel: accel.to_owned(),
+            network,
+            timeout: args.timeout.map(Duration::from_secs),
+            ..machine
+        }
     });
     let outcome = machine.and_then(|machine| machine.run(&qemu::Console::Inherit));
-    let name = image.display();
     match outcome {
         Ok(qemu::Outcome::PoweredOff) => ExitCode::SUCCESS,
         Ok(qemu::Outcome::Reported(value)) => {
@@ -221,6 +255,7 @@ fn run(image: &Path, mem: u32, disks: Vec<PathBuf>, timeout: u64, accel: String)
             ExitCode::FAILURE
         }
         Ok(qemu::Outcome::TimedOut) => {
+            let timeout = args.timeout.unwrap_or_default();
             eprintln!("kiln run: {name}: still running after {timeout} s; stopped");
             ExitCode::from(TIMED_OUT)
         }

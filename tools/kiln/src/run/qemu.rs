@@ -12,6 +12,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+
+use super::network::Network;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use wait_timeout::ChildExt;
@@ -38,8 +40,12 @@ pub struct Machine {
     pub disks: Vec<PathBuf>,
     /// qemu's accelerator (`tcg`, or `kvm` where the host has a working one).
     pub accel: String,
-    /// When the run is stopped.
-    pub timeout: Duration,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// The network device and what it is connected to.
+    pub network: Network,
+    /// When the run is stopped, if ever.
+    pub timeout: Option<Duration>,
 }
 
 /// How a run ended.
@@ -118,7 +124,7 @@ impl Machine {
         Ok(Self::new(kernel, initrd, cmdline))
     }
 
-    /// A machine with 512 MiB, no disks, TCG and a two-minute timeout.
+    /// A machine with one CPU, 512 MiB, no disks, no network, TCG and no time limit.
     pub fn new(kernel: PathBuf, initrd: PathBuf, cmdline: String) -> Self {
         Self {
             kernel,
@@ -127,7 +133,9 @@ impl Machine {
             memory_mb: 512,
             disks: Vec::new(),
             accel: "tcg".to_owned(),
-            timeout: Duration::from_secs(120),
+            cpus: 1,
+            network: Network::none(),
+            timeout: None,
         }
     }
 
@@ -166,17 +174,20 @@ impl Machine {
             .args(["-display", "none"])
             .args(["-serial", if interactive { "mon:stdio" } else { "stdio" }])
             .args(["-m", &self.memory_mb.to_string()])
+            .args(["-smp", &self.cpus.to_string()])
             .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
             .arg("-kernel")
             .arg(&self.kernel)
             .arg("-initrd")
             .arg(&self.initrd)
             .args(["-append", &self.append(khz)]);
-        let device = if machine == "microvm" {
-            "virtio-blk-device"
+        // microvm has virtio-mmio transports, q35 PCI.
+        let bus = if machine == "microvm" {
+            "device"
         } else {
-            "virtio-blk-pci"
+            "pci"
         };
+        let device = format!("virtio-blk-{bus}");
         for (n, disk) in self.disks.iter().enumerate() {
             let mut drive = std::ffi::OsString::from(format!("if=none,id=d{n},format=raw,file="));
             drive.push(disk);
@@ -185,6 +196,7 @@ impl Machine {
                 .arg(drive)
                 .args(["-device", &format!("{device},drive=d{n}")]);
         }
+        command.args(self.network.qemu_args(&format!("virtio-net-{bus}")));
         command
     }
 
@@ -192,6 +204,10 @@ impl Machine {
     pub fn run(&self, console: &Console) -> Result<Outcome> {
         for path in [&self.kernel, &self.initrd].into_iter().chain(&self.disks) {
             fs::metadata(path).with_context(|| format!("cannot use {}", path.display()))?;
+        }
+        self.network.check().map_err(anyhow::Error::msg)?;
+        for publish in &self.network.publish {
+            publish.check_free().map_err(anyhow::Error::msg)?;
         }
         let interactive =
             matches!(console, Console::Inherit) && io::IsTerminal::is_terminal(&io::stdin());
@@ -207,9 +223,11 @@ impl Machine {
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot run {QEMU} (Debian package qemu-system-x86)"))?;
-        let waited = child
-            .wait_timeout(self.timeout)
-            .with_context(|| format!("cannot wait for {QEMU}"))?;
+        let waited = match self.timeout {
+            Some(timeout) => child.wait_timeout(timeout),
+            None => child.wait().map(Some),
+        }
+        .with_context(|| format!("cannot wait for {QEMU}"))?;
         match waited {
             Some(status) => Ok(Outcome::of(status)),
             None => {
