@@ -94,6 +94,7 @@ fn start_system() {
     if let Err(err) = nix::sys::reboot::set_cad_enabled(false) {
         say!("route ctrl-alt-del to init: {err}");
     }
+    modules::load_for_devices();
     modules::load_listed();
     modules::become_kernel_helper(INIT_PATH);
     if let Err(err) = loopback::bring_up() {

@@ -1,21 +1,28 @@
-//! Kernel modules listed in /etc/modules, loaded with their dependencies from the running
-//! kernel's modules.dep through finit_module(2), so an image needs no modprobe; and the
-//! modules the kernel asks for later (a veth link, a file system): init registers itself as
+//! Kernel modules: those for the devices present, found as udev's coldplug finds them (each
+//! `modalias` under /sys/devices matched against modules.alias, repeated while loading makes
+//! new devices appear: on microvm, virtio_mmio must load before virtio_net's device shows
+//! up); those listed in /etc/modules, for what no device announces (overlay, veth), loaded with
+//! their dependencies from the running kernel's modules.dep through finit_module(2), so an
+//! image needs no modprobe; and the modules the kernel asks for later (a veth link, a file system): init registers itself as
 //! the kernel's module helper, which runs `/init -q -- NAME`, a name or an alias resolved
 //! through modules.alias. Compressed modules (.ko.xz, .ko.zst, .ko.gz) are handed to the
 //! kernel to decompress.
-//! Runs in: PID 1 as the system's init, after the mounts, each failure one logged line; and
+//! Runs in: PID 1 as the system's init, after the mounts and before the supervisor, one line
+//! saying what the devices needed and one per failure; and
 //! `/init` started by the kernel as its module helper, which loads and exits.
 //! Mirrors modprobe(8)'s reading of modules.dep (a module's dependencies are listed after it,
 //! the last to be loaded first) and /etc/modules (one name per line, optional parameters).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ffi::CString;
+use std::fmt;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::kmod::{finit_module, ModuleInitFlags};
+use spec::modules::{canonical, module_name, parse_builtin, Aliases, Dependencies};
 
 use crate::say;
 
@@ -26,6 +33,119 @@ const MODULE_INIT_COMPRESSED_FILE: u32 = 4;
 const MODPROBE_SETTING: &str = "/proc/sys/kernel/modprobe";
 /// Where a real modprobe would be; an image that has one keeps it as the kernel's helper.
 const SYSTEM_MODPROBE: &str = "/sbin/modprobe";
+/// Where the devices are, each with a `modalias` file when a driver could be bound to it.
+const SYS_DEVICES: &str = "/sys/devices";
+/// The CPU's modalias: its features would load KVM and crypto acceleration modules, large and
+/// slow to load and wanted by few images; those that want them list them in /etc/modules.
+const CPU_FEATURES: &str = "cpu:";
+/// Rounds of coldplug at most: each finds the devices the previous round's drivers made.
+const COLDPLUG_ROUNDS: usize = 8;
+
+/// Loads the modules of the devices present, as udev's coldplug does (but for the CPU's
+/// feature modules), and says in one line
+/// which it loaded. A device whose module fails to load is one line naming both; a driver
+/// that finds no device of its own (ENODEV) is not a failure.
+pub fn load_for_devices() {
+    let started = Instant::now();
+    let modules = match Modules::open() {
+        Ok(modules) => modules,
+        Err(err) => {
+            if Path::new("/lib/modules").exists() {
+                say!("modules: {err}");
+            }
+            return;
+        }
+    };
+    let mut coldplug = Coldplug::default();
+    for _ in 0..COLDPLUG_ROUNDS {
+        let mut found = BTreeSet::new();
+        modaliases(Path::new(SYS_DEVICES), &mut found);
+        if !coldplug.round(&modules, found) {
+            break;
+        }
+    }
+    if !coldplug.loaded.is_empty() {
+        say!(
+            "modules: loaded for the devices present: {} ({} ms)",
+            coldplug.loaded.join(" "),
+            started.elapsed().as_millis()
+        );
+    }
+}
+
+/// What coldplug has seen and done so far.
+#[derive(Debug, Default)]
+struct Coldplug {
+    /// Modaliases already handled.
+    seen: BTreeSet<String>,
+    /// Module files loaded (dependencies included).
+    files: BTreeSet<String>,
+    /// Modules loaded for devices, in order.
+    loaded: Vec<String>,
+    /// Modules that failed or need nothing (built in, or no device of theirs).
+    done: BTreeSet<String>,
+}
+
+impl Coldplug {
+    /// Loads the modules for the modaliases in `found` not seen before; false when there
+    /// were none.
+    fn round(&mut self, modules: &Modules, found: BTreeSet<String>) -> bool {
+        let new: Vec<String> = found
+            .into_iter()
+            .filter(|modalias| self.seen.insert(modalias.clone()))
+            .collect();
+        for modalias in new
+            .iter()
+            .filter(|modalias| !modalias.starts_with(CPU_FEATURES))
+        {
+            for name in modules.aliases.modules_for(modalias) {
+                if self.done.contains(&name) || self.loaded.contains(&name) {
+                    continue;
+                }
+                if modules.builtin.contains(&name) {
+                    self.done.insert(name);
+                    continue;
+                }
+                match modules.load(&name, "", &mut self.files) {
+                    Ok(()) => self.loaded.push(name),
+                    Err(LoadError::Kernel {
+                        errno: Errno::ENODEV,
+                        ..
+                    }) => {
+                        self.done.insert(name);
+                    }
+                    Err(err) => {
+                        say!("modules: device {modalias}: {err}");
+                        self.done.insert(name);
+                    }
+                }
+            }
+        }
+        !new.is_empty()
+    }
+}
+
+/// Every `modalias` under `dir`, symbolic links not followed (each device once).
+fn modaliases(dir: &Path, found: &mut BTreeSet<String>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            modaliases(&entry.path(), found);
+        } else if entry.file_name() == "modalias" {
+            if let Ok(text) = fs::read_to_string(entry.path()) {
+                let modalias = text.trim();
+                if !modalias.is_empty() {
+                    found.insert(modalias.to_owned());
+                }
+            }
+        }
+    }
+}
 
 /// Loads every module /etc/modules names.
 pub fn load_listed() {
@@ -85,7 +205,7 @@ pub fn autoload(request: &str) -> Result<(), String> {
     let mut result = Ok(());
     for name in names {
         if let Err(err) = modules.load(&name, "", &mut loaded) {
-            result = Err(err);
+            result = Err(err.to_string());
         }
     }
     result
@@ -97,7 +217,7 @@ pub fn autoload(request: &str) -> Result<(), String> {
 struct Modules {
     dir: PathBuf,
     dep: Dependencies,
-    aliases: Vec<(String, String)>,
+    aliases: Aliases,
     builtin: BTreeSet<String>,
 }
 
@@ -110,9 +230,9 @@ impl Modules {
             .map(|text| Dependencies::parse(&text))
             .map_err(|err| format!("read {}: {err}", dep_path.display()))?;
         let aliases =
-            parse_aliases(&fs::read_to_string(dir.join("modules.alias")).unwrap_or_default());
-        let builtin = fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
-        let builtin = builtin.lines().map(module_name).collect();
+            Aliases::parse(&fs::read_to_string(dir.join("modules.alias")).unwrap_or_default());
+        let builtin =
+            parse_builtin(&fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default());
         Ok(Self {
             dir,
             dep,
@@ -125,31 +245,30 @@ impl Modules {
     /// every alias pattern it matches.
     fn resolve(&self, request: &str) -> Vec<String> {
         let name = canonical(request);
-        if self.dep.by_name.contains_key(&name) || self.builtin.contains(&name) {
+        if self.dep.contains(&name) || self.builtin.contains(&name) {
             return vec![name];
         }
-        let mut names: Vec<String> = Vec::new();
-        for (pattern, module) in &self.aliases {
-            let module = canonical(module);
-            if !names.contains(&module)
-                && glob::Pattern::new(pattern).is_ok_and(|p| p.matches(request))
-            {
-                names.push(module);
-            }
-        }
-        names
+        self.aliases.modules_for(request)
     }
 
     /// Loads `name` (canonical) after its dependencies, skipping files in `loaded`; `params`
     /// go to `name` itself. A built-in module needs nothing.
-    fn load(&self, name: &str, params: &str, loaded: &mut BTreeSet<String>) -> Result<(), String> {
+    fn load(
+        &self,
+        name: &str,
+        params: &str,
+        loaded: &mut BTreeSet<String>,
+    ) -> Result<(), LoadError> {
         if self.builtin.contains(name) {
             return Ok(());
         }
         let order = self
             .dep
             .load_order(name)
-            .ok_or_else(|| format!("{name}: not in {}", self.dir.join("modules.dep").display()))?;
+            .ok_or_else(|| LoadError::Missing {
+                name: name.to_owned(),
+                table: self.dir.join("modules.dep"),
+            })?;
         for file in order {
             if loaded.contains(&file) {
                 continue;
@@ -160,27 +279,35 @@ impl Modules {
                 ""
             };
             let path = self.dir.join(&file);
-            load(&path, params).map_err(|err| format!("load {}: {err}", path.display()))?;
+            load(&path, params).map_err(|errno| LoadError::Kernel { path, errno })?;
             loaded.insert(file);
         }
         Ok(())
     }
 }
 
-/// modules.alias: `alias PATTERN MODULE` lines.
-fn parse_aliases(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            (words.next()? == "alias").then_some(())?;
-            Some((words.next()?.to_owned(), words.next()?.to_owned()))
-        })
-        .collect()
+/// Why a module did not load.
+#[derive(Debug, PartialEq, Eq)]
+enum LoadError {
+    /// The module is not in the image's modules.dep.
+    Missing { name: String, table: PathBuf },
+    /// The file could not be opened or the kernel refused it.
+    Kernel { path: PathBuf, errno: Errno },
 }
 
-fn load(path: &Path, params: &str) -> Result<(), String> {
-    let file = File::open(path).map_err(|err| err.to_string())?;
-    let params = CString::new(params).map_err(|err| err.to_string())?;
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Missing { name, table } => write!(f, "{name}: not in {}", table.display()),
+            Self::Kernel { path, errno } => write!(f, "load {}: {}", path.display(), errno.desc()),
+        }
+    }
+}
+
+fn load(path: &Path, params: &str) -> Result<(), Errno> {
+    let file =
+        File::open(path).map_err(|err| err.raw_os_error().map_or(Errno::EIO, Errno::from_raw))?;
+    let params = CString::new(params).map_err(|_| Errno::EINVAL)?;
     let compressed = [".xz", ".zst", ".gz"]
         .iter()
         .any(|suffix| path.to_string_lossy().ends_with(suffix));
@@ -191,7 +318,7 @@ fn load(path: &Path, params: &str) -> Result<(), String> {
     };
     match finit_module(&file, &params, flags) {
         Ok(()) | Err(Errno::EEXIST) => Ok(()),
-        Err(err) => Err(err.to_string()),
+        Err(err) => Err(err),
     }
 }
 
@@ -206,46 +333,6 @@ fn requests(listed: &str) -> Vec<(String, String)> {
             None => (line.to_owned(), String::new()),
         })
         .collect()
-}
-
-/// Module names compare with `-` and `_` alike.
-fn canonical(name: &str) -> String {
-    name.replace('-', "_")
-}
-
-/// `kernel/drivers/net/veth.ko.xz` -> `veth`.
-fn module_name(path: &str) -> String {
-    let file = path.rsplit('/').next().unwrap_or(path);
-    let stem = file.split(".ko").next().unwrap_or(file);
-    canonical(stem)
-}
-
-/// modules.dep: each module's file and its dependencies' files.
-#[derive(Debug, Default)]
-struct Dependencies {
-    by_name: BTreeMap<String, (String, Vec<String>)>,
-}
-
-impl Dependencies {
-    fn parse(text: &str) -> Self {
-        let by_name = text
-            .lines()
-            .filter_map(|line| {
-                let (file, deps) = line.split_once(':')?;
-                let deps = deps.split_whitespace().map(str::to_owned).collect();
-                Some((module_name(file), (file.to_owned(), deps)))
-            })
-            .collect();
-        Self { by_name }
-    }
-
-    /// The files to load for `name`, dependencies first.
-    fn load_order(&self, name: &str) -> Option<Vec<String>> {
-        let (file, deps) = self.by_name.get(name)?;
-        let mut order: Vec<String> = deps.iter().rev().cloned().collect();
-        order.push(file.clone());
-        Some(order)
-    }
 }
 
 #[cfg(test)]
@@ -285,7 +372,7 @@ mod tests {
                 "kernel/drivers/net/veth.ko.xz:\nkernel/fs/overlayfs/overlay.ko.xz:\n\
                  kernel/drivers/virtio/virtio_mmio.ko.xz:\n",
             ),
-            aliases: parse_aliases(
+            aliases: Aliases::parse(
                 "# Aliases extracted from modules themselves.\n\
                  alias rtnl-link-veth veth\n\
                  alias fs-overlay overlay\n\
@@ -304,29 +391,31 @@ mod tests {
         assert_eq!(modules.load("ext4", "", &mut loaded), Ok(()), "built in");
         assert!(modules
             .load("nothere", "", &mut loaded)
-            .is_err_and(|err| err.contains("not in /lib/modules/6.1.0/modules.dep")));
+            .is_err_and(|err| err
+                .to_string()
+                .contains("nothere: not in /lib/modules/6.1.0/modules.dep")));
     }
 
     #[test]
-    fn dependencies_load_first_last_listed_first() {
-        let dep = Dependencies::parse(
-            "kernel/net/bridge/bridge.ko.xz: kernel/net/802/stp.ko.xz kernel/net/llc/llc.ko.xz\n\
-             kernel/net/802/stp.ko.xz: kernel/net/llc/llc.ko.xz\n\
-             kernel/net/llc/llc.ko.xz:\n\
-             kernel/drivers/block/virtio_blk.ko:\n",
-        );
-        assert_eq!(
-            dep.load_order("bridge").unwrap(),
-            [
-                "kernel/net/llc/llc.ko.xz",
-                "kernel/net/802/stp.ko.xz",
-                "kernel/net/bridge/bridge.ko.xz"
-            ]
-        );
-        assert_eq!(
-            dep.load_order(&canonical("virtio-blk")).unwrap(),
-            ["kernel/drivers/block/virtio_blk.ko"]
-        );
-        assert!(dep.load_order("nothere").is_none());
+    fn coldplug_handles_each_modalias_once_and_names_a_missing_module() {
+        let modules = Modules {
+            dir: PathBuf::from("/lib/modules/6.1.0"),
+            dep: Dependencies::default(),
+            aliases: Aliases::parse(
+                "alias virtio:d00000001v* virtio_net\nalias acpi*:PNP0501:* serial_builtin\n",
+            ),
+            builtin: BTreeSet::from(["serial_builtin".to_owned()]),
+        };
+        let mut coldplug = Coldplug::default();
+        let found = BTreeSet::from([
+            "acpi:PNP0501:".to_owned(),
+            "virtio:d00000001v554D4551".to_owned(),
+            "platform:nothing".to_owned(),
+        ]);
+        assert!(coldplug.round(&modules, found.clone()));
+        assert!(coldplug.loaded.is_empty());
+        assert!(coldplug.done.contains("serial_builtin"));
+        assert!(coldplug.done.contains("virtio_net"), "missing: tried once");
+        assert!(!coldplug.round(&modules, found), "nothing new");
     }
 }

@@ -80,10 +80,14 @@ pub struct Runtime {
     /// Seconds between the stop signal and SIGKILL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u64>,
-    /// Seconds an onboot or onshutdown container may run before it is killed.
+    /// Seconds an onboot or onshutdown container may run before it is killed: by default
+    /// [`DEFAULT_TIMEOUT`], so no entry can hang a boot forever; 0 means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
 }
+
+/// Seconds an onboot or onshutdown container may run when its runtime.json gives no `timeout`.
+pub const DEFAULT_TIMEOUT: u64 = 300;
 
 /// A mount made on the host before the container is created (an OCI `specs.Mount`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -301,8 +305,15 @@ impl Runtime {
                 ));
             }
         }
-        if self.timeout == Some(0) {
-            problems.push(Problem::new("timeout", "must be at least 1 second"));
+    }
+
+    /// How long an onboot or onshutdown container may run: `timeout`, [`DEFAULT_TIMEOUT`]
+    /// when none is given, no limit for 0.
+    pub fn run_limit(&self) -> Option<u64> {
+        match self.timeout {
+            None => Some(DEFAULT_TIMEOUT),
+            Some(0) => None,
+            Some(secs) => Some(secs),
         }
     }
 }

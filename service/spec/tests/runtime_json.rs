@@ -252,7 +252,6 @@ fn supervision_values_are_checked() {
         check_fields(r#"{"ready":{"file":"relative"}}"#),
         ["ready.file"]
     );
-    assert_eq!(check_fields(r#"{"timeout":0}"#), ["timeout"]);
     assert_eq!(
         check_fields(r#"{"dependsOn":["a","","a"]}"#),
         ["dependsOn[1]", "dependsOn[2]"]
@@ -316,4 +315,16 @@ fn runtime_sections_of_linuxkit_examples_parse_and_check_clean() {
         "only {sections} runtime sections found in {}",
         dir.display()
     );
+}
+
+#[test]
+fn a_one_shot_runs_300_seconds_at_most_unless_told_otherwise() {
+    assert_eq!(
+        parse("{}").run_limit(),
+        Some(spec::runtime::DEFAULT_TIMEOUT)
+    );
+    assert_eq!(spec::runtime::DEFAULT_TIMEOUT, 300);
+    assert_eq!(parse(r#"{"timeout": 10}"#).run_limit(), Some(10));
+    assert_eq!(parse(r#"{"timeout": 0}"#).run_limit(), None);
+    assert!(check_fields(r#"{"timeout": 0}"#).is_empty());
 }

@@ -153,7 +153,7 @@ pub fn print_plans(section: Section, paths: &Paths) -> ExitCode {
         for step in plan::process(&config) {
             println!("  {step}");
         }
-        match config.timeout {
+        match config.run_limit() {
             Some(secs) => println!("  start and wait, killing it after {secs}s"),
             None => println!("  start and wait"),
         }
@@ -173,13 +173,13 @@ async fn run_bundle(bundle: &Bundle, log: &LogFiles, helper: &Helper) -> Result<
     })
     .await?;
     let runtime = helper.runtime();
-    let deadline = config.timeout.map(Duration::from_secs);
-    let outcome = match child.wait(deadline).await {
+    let limit = config.run_limit();
+    let outcome = match child.wait(limit.map(Duration::from_secs)).await {
         Ok(Some(exit)) => Ok(exit),
         Ok(None) => {
             let mut message = format!(
                 "still running after its timeout of {}s: killed",
-                config.timeout.unwrap_or_default()
+                limit.unwrap_or_default()
             );
             for problem in launch::remove(runtime, &id, Some(&child)).await {
                 message.push_str(&format!("; {problem}"));

@@ -11,11 +11,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
 
 use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kiln::run::network::{Mac, Network, Networking, Publish};
 pub use kiln::run::qemu::Outcome;
@@ -54,6 +55,12 @@ impl Kernel {
             release,
         }
     }
+}
+
+/// A port on 127.0.0.1 nothing listens on now, to publish a guest's port on.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
 }
 
 /// The workspace's root directory.
@@ -333,4 +340,67 @@ pub fn run(machine: &Machine, dir: &Path) -> Run {
         .expect("run qemu (tools/dev setup installs it)");
     let console = String::from_utf8_lossy(&fs::read(&console).unwrap_or_default()).into_owned();
     Run { outcome, console }
+}
+
+/// The console of a running `kiln run` (its standard output piped), read line by line.
+#[derive(Debug)]
+pub struct LiveConsole {
+    lines: Receiver<String>,
+    /// Every line read so far.
+    pub text: String,
+}
+
+impl LiveConsole {
+    /// Reads `child`'s standard output, which must be piped.
+    pub fn of(child: &mut Child) -> Self {
+        let stdout = child.stdout.take().expect("kiln run's stdout is piped");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            lines,
+            text: String::new(),
+        }
+    }
+
+    /// Reads until a line contains `text`; panics, showing the console, if the VM ends or
+    /// `within` passes first.
+    pub fn wait_for(&mut self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    self.text.push_str(&line);
+                    self.text.push('\n');
+                    if found {
+                        return;
+                    }
+                }
+                Err(err) => panic!("`{text}` not on the console ({err}):\n{}", self.text),
+            }
+        }
+    }
+
+    /// Reads the rest, until the VM ends, and waits for `child`: its exit status and what
+    /// it wrote on standard error (piped).
+    pub fn finish(&mut self, child: &mut Child) -> (ExitStatus, String) {
+        for line in self.lines.iter() {
+            self.text.push_str(&line);
+            self.text.push('\n');
+        }
+        let status = child.wait().expect("wait for kiln run");
+        let mut stderr = String::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            pipe.read_to_string(&mut stderr)
+                .expect("read kiln run's stderr");
+        }
+        (status, stderr)
+    }
 }

@@ -6,11 +6,16 @@
 //! the check count, `kiln run`'s exit status 0 and what the console must show besides.
 //! Runs on the host as root or any user that can run qemu and write the image cache; cases run
 //! in parallel (cargo's test threads). Packages are built into the user's cache on first use.
+//! Every guest has qemu's restricted user network (or none): it reaches nothing beyond its
+//! published ports and DHCP.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
-use std::process::Command;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use vm::{release_binary, workspace, Outcome, Run};
+use vm::{free_port, release_binary, workspace, LiveConsole, Outcome, Run};
 
 /// Seconds a case's VM may run.
 const TIMEOUT: &str = "240";
@@ -18,6 +23,18 @@ const TIMEOUT: &str = "240";
 /// Builds `manifests` (paths from the workspace root) as image `name`, boots it with `kiln
 /// run`, and asserts the probe ran `checks` checks, all passed, and the VM powered off.
 fn boot(name: &str, manifests: &[&str], checks: usize) -> Run {
+    boot_with(name, manifests, checks, &[], |_| ())
+}
+
+/// As [`boot`], with `args` for `kiln run` besides the network, and `during` called with the
+/// console while the VM runs.
+fn boot_with(
+    name: &str,
+    manifests: &[&str],
+    checks: usize,
+    args: &[String],
+    during: impl FnOnce(&mut LiveConsole),
+) -> Run {
     let root = workspace();
     let out = tempfile::tempdir().expect("output directory");
     let kiln = release_binary("kiln");
@@ -34,13 +51,24 @@ fn boot(name: &str, manifests: &[&str], checks: usize) -> Run {
         "kiln build {manifests:?}:\n{}",
         String::from_utf8_lossy(&build.stderr)
     );
-    let run = Command::new(&kiln)
+    let networking = if args.iter().any(|arg| arg == "--networking") {
+        &[][..]
+    } else {
+        &["--networking", "user,restrict=on"][..]
+    };
+    let mut child = Command::new(&kiln)
         .args(["run", "--timeout", TIMEOUT])
+        .args(networking)
+        .args(args)
         .arg(out.path().join(name))
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run kiln run");
-    let console = String::from_utf8_lossy(&run.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let mut console = LiveConsole::of(&mut child);
+    during(&mut console);
+    let (status, stderr) = console.finish(&mut child);
+    let console = console.text;
     let failed: Vec<&str> = console
         .lines()
         .filter(|line| line.contains("PROBE FAIL") || line.contains("PROBE ERROR"))
@@ -54,7 +82,7 @@ fn boot(name: &str, manifests: &[&str], checks: usize) -> Run {
         "{name}: the probe did not pass its {checks} checks:\n{console}\n{stderr}"
     );
     assert_eq!(
-        run.status.code(),
+        status.code(),
         Some(0),
         "{name}: the VM did not power off cleanly:\n{console}\n{stderr}"
     );
@@ -103,16 +131,76 @@ fn runtime_json_makes_cgroups_directories_and_mounts() {
     );
 }
 
+/// The page at `port` on this host, asked for until it comes (the published port accepts
+/// before the guest's server listens) or `within` passes.
+fn fetch(port: u16, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut page = String::new();
+        let answered = TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            stream.read_to_string(&mut page)
+        });
+        if answered.is_ok() && page.starts_with("HTTP/1.") {
+            return page;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no page at 127.0.0.1:{port}: {answered:?} {page}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
-fn the_example_connects_a_veth_pair_across_namespaces() {
-    let console = boot(
+fn the_example_leases_eth0_serves_a_published_port_and_crosses_a_veth_pair() {
+    let port = free_port();
+    let disk = tempfile::NamedTempFile::new().expect("disk image");
+    disk.as_file().set_len(1 << 20).expect("size the disk");
+    let args = [
+        "--publish".to_owned(),
+        format!("{port}:80"),
+        "--disk".to_owned(),
+        disk.path().display().to_string(),
+    ];
+    let mut page = String::new();
+    let console = boot_with(
         "example",
         &["yml/example.yml", "tests/vm/cases/example.yml"],
-        4,
+        6,
+        &args,
+        |console| {
+            console.wait_for("service: web: running", Duration::from_secs(200));
+            page = fetch(port, Duration::from_secs(60));
+        },
     );
-    console.assert_printed("onboot 000-sysctl: exited with status 0");
-    console.assert_printed("service: web: running");
+    assert!(page.contains("Served by Kiln's httpd package."), "{page}");
+    let loaded = console.assert_printed("init: modules: loaded for the devices present:");
+    let line = console.console[loaded..].lines().next().unwrap_or_default();
+    for module in ["virtio_mmio", "virtio_net", "virtio_blk"] {
+        assert!(line.contains(module), "{module} not loaded: {line}");
+    }
+    console.assert_printed("onboot 001-dhcpcd: exited with status 0");
+    // A restricted user network's DHCP gives an address only.
+    console.assert_printed("dhcpcd: eth0: bound 10.0.2.15/24, router none, DNS none");
     console.assert_printed("service: getty: running");
+}
+
+#[test]
+fn without_a_network_the_dhcp_onboot_fails_at_once_and_the_boot_goes_on() {
+    let args = ["--networking".to_owned(), "none".to_owned()];
+    let console = boot_with(
+        "offline",
+        &["yml/example.yml", "tests/vm/cases/offline.yml"],
+        4,
+        &args,
+        |_| (),
+    );
+    console.assert_printed("onboot 001-dhcpcd: failed: exited with status 1");
+    console.assert_printed("dhcpcd: no network device to configure (none but lo)");
+    console.assert_printed("onboot 003-veth-host: exited with status 0");
+    console.assert_printed("service: web: running");
 }
 
 #[test]

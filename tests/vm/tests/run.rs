@@ -10,15 +10,14 @@
 //! restricted one.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-use vm::{release_binary, Image, Kernel};
+use vm::{free_port, release_binary, Image, Kernel, LiveConsole};
 
 /// Writes OUT/NAME-* as `kiln build` does, /init being `script`.
 fn built(kernel: &Kernel, out: &Path, name: &str, script: &str, cmdline: &str) {
@@ -54,12 +53,6 @@ fn kiln_run(args: &[&str], image: &Path) -> Output {
         .arg(image)
         .output()
         .expect("run kiln")
-}
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
 }
 
 #[test]
@@ -114,45 +107,22 @@ mount -t proc proc /proc
         .stderr(Stdio::piped())
         .spawn()
         .expect("run kiln");
-    let stdout = child.stdout.take().expect("stdout");
-    let (lines, console) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    while !seen.contains("guest-serving") {
-        match console.recv_timeout(Duration::from_secs(120)) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-            }
-            Err(err) => panic!("no guest-serving line ({err}):\n{seen}"),
-        }
-    }
+    let mut console = LiveConsole::of(&mut child);
+    console.wait_for("guest-serving", Duration::from_secs(120));
     let mut page = String::new();
     let mut stream = TcpStream::connect(("127.0.0.1", web)).expect("connect to the published port");
     stream
         .write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
         .expect("request");
     stream.read_to_string(&mut page).expect("response");
-    assert!(page.contains("page-from-the-guest"), "{page}\n{seen}");
+    assert!(
+        page.contains("page-from-the-guest"),
+        "{page}\n{}",
+        console.text
+    );
     drop(TcpStream::connect(("127.0.0.1", stop)).expect("connect to the second port"));
-    let status = child.wait().expect("wait for kiln run");
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
-    for line in console.try_iter() {
-        seen.push_str(&line);
-        seen.push('\n');
-    }
+    let (status, stderr) = console.finish(&mut child);
+    let seen = console.text;
     assert_eq!(status.code(), Some(7), "{seen}\n{stderr}");
     assert!(seen.contains("02:4b:49:4c:4e:01"), "the MAC given: {seen}");
     assert!(seen.contains("host-unreachable"), "restricted: {seen}");
