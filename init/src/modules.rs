@@ -1,15 +1,15 @@
 //! Kernel modules: those for the devices present, found as udev's coldplug finds them (each
 //! `modalias` under /sys/devices matched against modules.alias, repeated while loading makes
 //! new devices appear: on microvm, virtio_mmio must load before virtio_net's device shows
-//! up); those listed in /etc/modules, for what no device announces (overlay, veth), loaded with
-//! their dependencies from the running kernel's modules.dep through finit_module(2), so an
-//! image needs no modprobe; and the modules the kernel asks for later (a veth link, a file system): init registers itself as
-//! the kernel's module helper, which runs `/init -q -- NAME`, a name or an alias resolved
-//! through modules.alias. Compressed modules (.ko.xz, .ko.zst, .ko.gz) are handed to the
-//! kernel to decompress.
+//! up); those listed in /etc/modules, for what no device announces (overlay, veth); each
+//! loaded with its dependencies from the running kernel's modules.dep through finit_module(2),
+//! so an image needs no modprobe. And the modules the kernel asks for later (a veth link, a
+//! file system): init registers itself as the kernel's module helper, which runs `/init -q --
+//! NAME`, a name or an alias resolved through modules.alias. Compressed modules (.ko.xz,
+//! .ko.zst, .ko.gz) are handed to the kernel to decompress.
 //! Runs in: PID 1 as the system's init, after the mounts and before the supervisor, one line
-//! saying what the devices needed and one per failure; and
-//! `/init` started by the kernel as its module helper, which loads and exits.
+//! saying what the devices needed and one per failure; and `/init` started by the kernel as
+//! its module helper, which loads and exits.
 //! Mirrors modprobe(8)'s reading of modules.dep (a module's dependencies are listed after it,
 //! the last to be loaded first) and /etc/modules (one name per line, optional parameters).
 
@@ -42,9 +42,9 @@ const CPU_FEATURES: &str = "cpu:";
 const COLDPLUG_ROUNDS: usize = 8;
 
 /// Loads the modules of the devices present, as udev's coldplug does (but for the CPU's
-/// feature modules), and says in one line
-/// which it loaded. A device whose module fails to load is one line naming both; a driver
-/// that finds no device of its own (ENODEV) is not a failure.
+/// feature modules), and says in one line which it loaded. A device whose module fails to
+/// load is one line naming both; a driver that finds no device of its own (ENODEV) is not a
+/// failure.
 pub fn load_for_devices() {
     let started = Instant::now();
     let modules = match Modules::open() {
