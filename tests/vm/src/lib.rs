@@ -191,21 +191,14 @@ impl Image {
         let base = format!("lib/modules/{}", kernel.release);
         let dep = fs::read_to_string(kernel.modules.join("modules.dep"))
             .unwrap_or_else(|err| panic!("read modules.dep of {}: {err}", kernel.release));
+        let dependencies = spec::modules::Dependencies::parse(&dep);
         let mut wanted: Vec<String> = Vec::new();
         for name in names {
-            let name = name.replace('-', "_");
-            let line = dep
-                .lines()
-                .find(|line| {
-                    line.split_once(':').is_some_and(|(file, _)| {
-                        let stem = file.rsplit('/').next().unwrap_or(file);
-                        stem.split(".ko").next() == Some(name.as_str())
-                    })
-                })
+            let name = spec::modules::canonical(name);
+            let files = dependencies
+                .load_order(&name)
                 .unwrap_or_else(|| panic!("module {name} is not in modules.dep"));
-            let (file, deps) = line.split_once(':').unwrap_or((line, ""));
-            wanted.push(file.to_owned());
-            wanted.extend(deps.split_whitespace().map(str::to_owned));
+            wanted.extend(files);
         }
         for file in wanted {
             self.copy(

@@ -176,7 +176,7 @@ impl Publish {
 
     /// Fails, naming the port, when the host port cannot be listened on (in use, or an
     /// address this machine does not have); qemu would only say that a rule failed.
-    pub fn check_free(&self) -> Result<(), String> {
+    fn check_free(&self) -> Result<(), String> {
         let address = (self.host_ip, self.host_port);
         let bound = match self.protocol {
             Protocol::Tcp => TcpListener::bind(address).map(drop),
@@ -261,14 +261,15 @@ impl Network {
         }
     }
 
-    /// Fails when ports are published without a user-mode network to publish them from.
+    /// Fails when ports are published without a user-mode network to publish them from, or
+    /// when a published host port is taken (said before qemu starts, naming the port).
     pub fn check(&self) -> Result<(), String> {
-        match (&self.networking, self.publish.first()) {
-            (Networking::None, Some(publish)) => Err(format!(
+        if let (Networking::None, Some(publish)) = (&self.networking, self.publish.first()) {
+            return Err(format!(
                 "--publish {publish} needs a user-mode network; it cannot be used with --networking none"
-            )),
-            _ => Ok(()),
+            ));
         }
+        self.publish.iter().try_for_each(Publish::check_free)
     }
 
     /// qemu's arguments for the network: a user-mode backend and a virtio-net `device`
@@ -371,14 +372,18 @@ mod tests {
     fn a_port_in_use_is_named() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let publish: Publish = format!("{port}:80").parse().unwrap();
-        let err = publish.check_free().unwrap_err();
+        let network = Network {
+            networking: Networking::User { restrict: true },
+            publish: vec![format!("{port}:80").parse().unwrap()],
+            mac: Mac::derived("test"),
+        };
+        let err = network.check().unwrap_err();
         assert!(
             err.contains(&format!("cannot listen on 127.0.0.1:{port} (tcp)")),
             "{err}"
         );
         drop(listener);
-        publish.check_free().unwrap();
+        network.check().unwrap();
     }
 
     #[test]
@@ -415,7 +420,6 @@ mod tests {
                 "virtio-net-device,netdev=net0,mac=02:00:00:00:00:01"
             ]
         );
-        network.check().unwrap();
         network.networking = Networking::None;
         assert!(network.qemu_args("virtio-net-device").is_empty());
         assert!(network.check().unwrap_err().contains("--networking none"));

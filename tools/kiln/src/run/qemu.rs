@@ -206,9 +206,6 @@ impl Machine {
             fs::metadata(path).with_context(|| format!("cannot use {}", path.display()))?;
         }
         self.network.check().map_err(anyhow::Error::msg)?;
-        for publish in &self.network.publish {
-            publish.check_free().map_err(anyhow::Error::msg)?;
-        }
         let interactive =
             matches!(console, Console::Inherit) && io::IsTerminal::is_terminal(&io::stdin());
         let mut command = self.command(interactive);
