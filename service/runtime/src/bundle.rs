@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use libcontainer::oci_spec::runtime::{Linux, MountBuilder, RootBuilder, Spec};
 use spec::{LoadError, Problem};
 
+use crate::container_init;
 use crate::error::Error;
 
 /// Filesystem types that may be built as modules and so be missing from /proc/filesystems
@@ -91,6 +92,32 @@ pub(crate) fn prepare(bundle: &Path, id: &str, cgroup_parent: &str) -> Result<Sp
     Ok(spec)
 }
 
+/// Appends a bind mount of host path `source` at `destination`, after every other mount so
+/// that none hides it.
+fn bind_last(
+    spec: &mut Spec,
+    source: &Path,
+    destination: &Path,
+    options: &[&str],
+) -> Result<(), String> {
+    let mount = MountBuilder::default()
+        .destination(destination)
+        .typ("bind")
+        .source(source)
+        .options(
+            options
+                .iter()
+                .map(|option| (*option).to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .build()
+        .map_err(|err| err.to_string())?;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(mount);
+    spec.set_mounts(Some(mounts));
+    Ok(())
+}
+
 /// Binds the directory holding `socket` (a host path) read-only at [`NOTIFY_DIR`], after every
 /// other mount so that a bound /run does not hide it, and sets `NOTIFY_SOCKET` to the socket's
 /// path inside the container, replacing any value the config has.
@@ -108,20 +135,9 @@ pub(crate) fn add_notify_socket(spec: &mut Spec, socket: &Path) -> Result<(), Pr
             format!("`{}` is not an absolute path", socket.display()),
         ));
     }
-    let mount = MountBuilder::default()
-        .destination(NOTIFY_DIR)
-        .typ("bind")
-        .source(dir)
-        .options(
-            ["bind", "ro", "nosuid", "nodev", "noexec"]
-                .map(str::to_owned)
-                .to_vec(),
-        )
-        .build()
-        .map_err(|err| Problem::new(field, err.to_string()))?;
-    let mut mounts = spec.mounts().clone().unwrap_or_default();
-    mounts.push(mount);
-    spec.set_mounts(Some(mounts));
+    let options = ["bind", "ro", "nosuid", "nodev", "noexec"];
+    bind_last(spec, dir, Path::new(NOTIFY_DIR), &options)
+        .map_err(|err| Problem::new(field, err))?;
 
     let variable = format!(
         "NOTIFY_SOCKET={}",
@@ -137,6 +153,32 @@ pub(crate) fn add_notify_socket(spec: &mut Spec, socket: &Path) -> Result<(), Pr
         .collect();
     env.push(variable);
     process.set_env(Some(env));
+    spec.set_process(Some(process));
+    Ok(())
+}
+
+/// Binds `init` (this binary, a host path) read-only at [`container_init::PATH`], after every
+/// other mount, and puts it in front of `process.args`, as `docker run --init` does with
+/// docker-init.
+pub(crate) fn add_init(spec: &mut Spec, init: &Path) -> Result<(), Problem> {
+    let field = "--init";
+    let options = ["bind", "ro", "nosuid", "nodev"];
+    bind_last(spec, init, Path::new(container_init::PATH), &options)
+        .map_err(|err| Problem::new(field, err))?;
+
+    let mut process = spec.process().clone().unwrap_or_default();
+    let args = process.args().clone().unwrap_or_default();
+    if args.is_empty() {
+        return Err(Problem::new(
+            "process.args",
+            "is empty: no program to run under the init",
+        ));
+    }
+    let args = [container_init::PATH.to_owned(), "--".to_owned()]
+        .into_iter()
+        .chain(args)
+        .collect();
+    process.set_args(Some(args));
     spec.set_process(Some(process));
     Ok(())
 }

@@ -138,6 +138,11 @@ struct CreateArgs {
     /// container at /run/notify and NOTIFY_SOCKET is set to the socket there.
     #[arg(long, value_name = "PATH")]
     notify_socket: Option<PathBuf>,
+    /// Run the process under Kiln's container init, as `docker run --init`: this binary bound
+    /// read-only at /sbin/kiln-init runs as the container's PID 1, passes signals on to the
+    /// process, reaps zombies and exits with the process's status.
+    #[arg(long)]
+    init: bool,
     /// Refused: containers get no terminal.
     #[arg(long)]
     console_socket: Option<PathBuf>,
@@ -228,6 +233,7 @@ fn create_options(
         pid_file: args.pid_file,
         no_pivot: args.no_pivot,
         notify_socket: args.notify_socket,
+        init: args.init,
         as_sibling,
         ..CreateOptions::default()
     };

@@ -52,6 +52,9 @@ pub struct CreateOptions {
     /// A unix datagram socket on the host for sd_notify messages: its directory is bound into
     /// the container at [`bundle::NOTIFY_DIR`] and `NOTIFY_SOCKET` points at it there.
     pub notify_socket: Option<PathBuf>,
+    /// Run the process under the container init (see [`crate::container_init`]), this binary
+    /// bound read-only into the container.
+    pub init: bool,
     /// Make the container init a child of the caller's parent (the supervisor that started this
     /// helper) instead of the caller.
     pub as_sibling: bool,
@@ -120,9 +123,18 @@ impl Runtime {
             })?;
         }
 
+        let exe = || {
+            std::env::current_exe()
+                .map_err(|err| Error::io("find the runtime's own binary", "/proc/self/exe", err))
+        };
+        if options.init {
+            bundle::add_init(&mut spec, &exe()?).map_err(|problem| Error::Bundle {
+                bundle: bundle.clone(),
+                problems: vec![problem],
+            })?;
+        }
         if let Some(root) = spec.root().as_ref().map(|root| root.path().clone()) {
-            let exe = std::env::current_exe()
-                .map_err(|err| Error::io("find the runtime's own binary", "/proc/self/exe", err))?;
+            let exe = exe()?;
             devbind::defer(&mut spec, &root, &exe).map_err(|problem| Error::Bundle {
                 bundle: bundle.clone(),
                 problems: vec![problem],

@@ -140,7 +140,7 @@ struct KernelSigaction {
 /// Every catchable signal back to SIG_DFL, and nothing blocked. The raw system call is used
 /// because libc refuses to touch the signals it reserves for itself (32 and 33), which the
 /// container must not inherit ignored either.
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     let default = KernelSigaction {
         handler: libc::SIG_DFL,
         flags: 0,

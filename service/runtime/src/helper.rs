@@ -36,6 +36,8 @@ pub struct HelperOptions {
     pub no_pivot: bool,
     /// The sd_notify socket to bind into the container (`--notify-socket`).
     pub notify_socket: Option<PathBuf>,
+    /// Run the process under the container init (`--init`).
+    pub init: bool,
 }
 
 /// Runs `service runtime create` for a runtime.
@@ -95,6 +97,9 @@ impl Helper {
         }
         if let Some(socket) = &options.notify_socket {
             command.arg("--notify-socket").arg(socket);
+        }
+        if options.init {
+            command.arg("--init");
         }
         command
             .arg(id)

@@ -11,6 +11,7 @@
 mod bundle;
 pub mod cli;
 mod container;
+pub mod container_init;
 mod devbind;
 pub mod diagnostics;
 mod error;

@@ -84,6 +84,11 @@ pub struct Runtime {
     /// [`DEFAULT_TIMEOUT`], so no entry can hang a boot forever; 0 means no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
+    /// Run the process under Kiln's container init (`/sbin/kiln-init`, the `service` binary
+    /// bound read-only into the container, as `docker run --init`): it passes signals on, reaps
+    /// zombies and exits with the process's status.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
 }
 
 /// Seconds an onboot or onshutdown container may run when its runtime.json gives no `timeout`.

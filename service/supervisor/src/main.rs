@@ -27,6 +27,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use runtime::cli::RuntimeOptions;
+use runtime::container_init;
 use runtime::helper::Helper;
 use spec::Section;
 
@@ -241,6 +242,12 @@ fn event_loop(command: &str, future: impl Future<Output = ExitCode>) -> ExitCode
 }
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let called = args.next().map(PathBuf::from);
+    if called.as_deref().and_then(|path| path.file_name()) == Some(container_init::NAME.as_ref()) {
+        let code = container_init::main(args);
+        return ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX));
+    }
     let cli = Cli::parse();
     runtime::diagnostics::install();
     match cli.command {

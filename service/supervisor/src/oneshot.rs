@@ -165,13 +165,14 @@ pub fn print_plans(section: Section, paths: &Paths) -> ExitCode {
 async fn run_bundle(bundle: &Bundle, log: &LogFiles, helper: &Helper) -> Result<Exit, String> {
     let id = bundle.id();
     let config = launch::load_runtime(bundle)?;
+    let options = HelperOptions {
+        init: config.init,
+        ..HelperOptions::default()
+    };
     let Launched {
         child,
         mut prepared,
-    } = launch::launch(helper, bundle, &config, &HelperOptions::default(), || {
-        log.open()
-    })
-    .await?;
+    } = launch::launch(helper, bundle, &config, &options, || log.open()).await?;
     let runtime = helper.runtime();
     let limit = config.run_limit();
     let outcome = match child.wait(limit.map(Duration::from_secs)).await {

@@ -308,3 +308,50 @@ fn the_cli_lists_controls_and_follows_services_root() {
         Ok(())
     });
 }
+
+#[test]
+fn a_service_under_the_container_init_stops_on_the_forwarded_signal_root() {
+    sandbox::test(|| {
+        let Tree {
+            containers,
+            services,
+            ..
+        } = Tree::new();
+        // PID 1 of its pid namespace would ignore SIGTERM (no handler); under the init it is
+        // PID 2 and dies of it. The subshell's sleep is orphaned to PID 1 and must be reaped.
+        service(
+            &services,
+            "wrapped",
+            "(sleep 0.1 &); exec sleep 1000",
+            json!({"init": true, "stopTimeout": 3}),
+        );
+        let (mut daemon, mut lines) = start_daemon(&containers, &[]);
+        lines.expect("wrapped: running, pid ");
+
+        // The init is PID 1 and the service's process its only child, PID 2, once the orphan
+        // has been reaped (not left a zombie): polled from inside, 10 s at most.
+        let children = cli_ok(&[
+            "exec",
+            "wrapped",
+            "--",
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 200 ]; do set -- $(cat /proc/1/task/1/children); \
+             [ $# -eq 1 ] && break; i=$((i+1)); sleep 0.05; done; \
+             echo $(cat /proc/1/comm) $(cat /proc/1/task/1/children) $(cat /proc/2/comm)",
+        ]);
+        assert_eq!(children, "kiln-init 2 sleep\n");
+
+        // Stopped by the forwarded SIGTERM, long before the stop timeout's SIGKILL.
+        lines.mark();
+        assert!(cli_ok(&["stop", "wrapped"]).starts_with("wrapped: stopped"));
+        lines.expect("wrapped: stopping with SIGTERM");
+        assert_eq!(listed("wrapped")["last_exit"], json!({"code": 143}));
+        assert_eq!(lines.count("wrapped: still running"), 0, "no SIGKILL");
+
+        assert_eq!(cli_ok(&["shutdown"]), "all services stopped\n");
+        assert!(daemon.wait()?.success());
+        assert_nothing_left("the daemon's shutdown");
+        Ok(())
+    });
+}

@@ -52,6 +52,37 @@ fn seccomp_profile_denies_a_syscall_root() {
 }
 
 #[test]
+fn the_container_init_runs_the_process_and_passes_signals_on_root() {
+    sandbox::test(|| {
+        // The root is read-only and has no /sbin: the init's mount point is made all the same
+        // (as any bind's is, before the root is made read-only).
+        // PID 1 sends SIGTERM to itself; the init passes it on to the shell, which dies of it
+        // (as PID 1 it would ignore it and print `survived`).
+        let script = "echo $(cat /proc/1/comm) $$; kill -TERM 1; sleep 5; echo survived";
+        let bundle = Bundle::new("init", &["sh", "-c", script]);
+        let run_init = |id: &str| runtime_output(&["run", "--init", "-b", bundle.path(), id]);
+        let output = run_init("forwarded");
+        let out = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(out, "kiln-init 2\n", "{output:?}");
+        assert_eq!(output.status.code(), Some(128 + 15), "{output:?}");
+
+        let mut bundle = Bundle::new("init-exit", &["sh", "-c", "exit 7"]);
+        let run_init =
+            |bundle: &Bundle, id: &str| runtime_output(&["run", "--init", "-b", bundle.path(), id]);
+        assert_eq!(run_init(&bundle, "exit").status.code(), Some(7));
+        bundle.edit(|config| config["process"]["args"] = json!(["/bin/no-such-program"]));
+        let output = run_init(&bundle, "missing");
+        assert_eq!(output.status.code(), Some(127), "{output:?}");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            err.contains("kiln-init: exec /bin/no-such-program: ENOENT"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn signals_are_not_ignored_or_blocked_in_the_container_root() {
     sandbox::test(|| {
         let script = "grep -E '^Sig(Ign|Blk)' /proc/self/status; \

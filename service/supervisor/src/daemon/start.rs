@@ -77,6 +77,7 @@ impl Daemon {
         };
         let options = HelperOptions {
             notify_socket: notify.as_ref().map(|socket| socket.path().to_owned()),
+            init: runtime.init,
             ..HelperOptions::default()
         };
         let run_from = ring.next_seq();

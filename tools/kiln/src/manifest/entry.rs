@@ -211,6 +211,8 @@ pub struct RuntimeConfig {
     pub stop_timeout: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
 }
 
 impl RuntimeConfig {
@@ -243,6 +245,7 @@ impl RuntimeConfig {
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout,
             timeout: self.timeout,
+            init: self.init.unwrap_or(false),
         }
     }
 }

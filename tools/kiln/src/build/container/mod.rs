@@ -576,7 +576,7 @@ mod tests {
         let label = json!({"runtime": {
             "cgroups": ["label"], "mkdir": ["/var/lib/s"],
             "bindNS": {"net": "/run/netns/label", "uts": "/run/uts/s"},
-            "stopTimeout": 3,
+            "stopTimeout": 3, "init": true,
         }});
         let label: ImageConfig = serde_json::from_value(label).expect("label");
         let configs = convert(&entry(yaml), &label, &image_config(), &context()).expect("convert");
@@ -594,6 +594,16 @@ mod tests {
         );
         assert_eq!(runtime["restart"], json!("always"));
         assert_eq!(runtime["stopTimeout"], json!(3));
+        assert_eq!(runtime["init"], json!(true));
+        let off = "services:\n  - name: s\n    image: alpine\n    runtime:\n      init: false\n";
+        let configs = convert(&entry(off), &label, &image_config(), &context()).expect("convert");
+        let runtime: Value =
+            serde_json::from_slice(&configs.runtime_json().expect("json")).expect("parse");
+        assert_eq!(
+            runtime.get("init"),
+            None,
+            "the manifest's false wins: {runtime}"
+        );
     }
 
     #[test]

@@ -49,5 +49,6 @@ pub fn runtime_of(layers: &Layers<'_, RuntimeConfig>, context: &Context) -> spec
         stop_signal: layers.get(|c| &c.stop_signal),
         stop_timeout: layers.get(|c| &c.stop_timeout),
         timeout: layers.get(|c| &c.timeout),
+        init: layers.get(|c| &c.init).unwrap_or(false),
     }
 }
