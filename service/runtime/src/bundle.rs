@@ -1,5 +1,5 @@
 //! A bundle made ready for libcontainer: checked in our words first (config.json, root
-//! filesystem, mount types, terminal, cgroups path), then turned into the spec the container is
+//! filesystem, mount types, cgroups path), then turned into the spec the container is
 //! created from, with an absolute root and an explicit cgroups path that can never be `/` or
 //! the runtime's own cgroup.
 //! Runs in: the runtime, before every create. Reads /proc/filesystems and /proc/self/cgroup.
@@ -59,12 +59,6 @@ pub(crate) fn prepare(bundle: &Path, id: &str, cgroup_parent: &str) -> Result<Sp
             "rootfs",
             format!("the root filesystem {} is missing", root.display()),
         ));
-    }
-    if spec.process().as_ref().and_then(|p| p.terminal()) == Some(true) {
-        problems.push(in_config(Problem::new(
-            "process.terminal",
-            "a terminal needs a console socket, which this runtime does not offer: set it to false",
-        )));
     }
     problems.extend(check_mount_types(&spec).into_iter().map(in_config));
     let cgroups_path = match cgroups_path(&spec, id, cgroup_parent) {

@@ -6,6 +6,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,9 +14,11 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use libcontainer::oci_spec::runtime::Mount;
 
-use crate::container::{CreateOptions, Runtime, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT};
+use crate::container::{CreateOptions, Runtime, Stdio, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT};
 use crate::devbind;
+use crate::diagnostics;
 use crate::error::Error;
+use crate::exec::ExecOptions;
 use crate::state::State;
 
 /// Where the runtime keeps state and puts containers; shared by every command that runs them.
@@ -86,13 +89,18 @@ enum Command {
         #[command(flatten)]
         create: CreateArgs,
     },
-    /// Run a command in a running container's namespaces and cgroup; exits with its exit code.
+    /// Run a command in a running container's namespaces and cgroup, with the container's
+    /// environment, user and capabilities; waits for it and exits with its exit code (128+N
+    /// when signal N ended it), passing on the signals it gets. With --log, this runtime's own
+    /// messages go to that file and the command keeps this process's stderr.
     Exec {
-        /// Refused: containers get no terminal.
+        /// Give the command a new pseudo-terminal (its controlling terminal and stdio); its
+        /// master is sent to --console-socket.
         #[arg(short, long)]
         tty: bool,
-        /// Refused: containers get no terminal.
-        #[arg(long)]
+        /// A unix socket to which the pseudo-terminal's master is sent (SCM_RIGHTS), as runc
+        /// sends it.
+        #[arg(long, value_name = "PATH")]
         console_socket: Option<PathBuf>,
         id: String,
         #[arg(last = true, required = true)]
@@ -143,8 +151,9 @@ struct CreateArgs {
     /// process, reaps zombies and exits with the process's status.
     #[arg(long)]
     init: bool,
-    /// Refused: containers get no terminal.
-    #[arg(long)]
+    /// For a process with `terminal: true`: a unix socket to which the new pseudo-terminal's
+    /// master is sent (SCM_RIGHTS), as runc sends it.
+    #[arg(long, value_name = "PATH")]
     console_socket: Option<PathBuf>,
     id: String,
 }
@@ -155,13 +164,10 @@ enum Format {
     Json,
 }
 
-const NO_TERMINAL: &str =
-    "terminals are not supported: containers run with process.terminal false and no console socket";
-
 /// Runs one `service runtime` command; the exit code follows runc.
 pub fn run(args: RuntimeArgs) -> ExitCode {
     let runtime = args.options.runtime();
-    match dispatch(&runtime, args.command) {
+    match dispatch(&runtime, args.command, args.log.as_deref()) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             report(args.log.as_deref(), &err);
@@ -170,7 +176,17 @@ pub fn run(args: RuntimeArgs) -> ExitCode {
     }
 }
 
-fn dispatch(runtime: &Runtime, command: Command) -> Result<u8, Error> {
+/// A copy of `fd` (close-on-exec).
+fn dup(fd: i32) -> Result<OwnedFd, Error> {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
+        .map(|copy| {
+            // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
+            unsafe { OwnedFd::from_raw_fd(copy) }
+        })
+        .map_err(|err| Error::io("duplicate", format!("fd {fd}"), err.into()))
+}
+
+fn dispatch(runtime: &Runtime, command: Command, log: Option<&Path>) -> Result<u8, Error> {
     match command {
         Command::Create { create } => {
             let (id, bundle, options) = create_options(create, true)?;
@@ -199,10 +215,30 @@ fn dispatch(runtime: &Runtime, command: Command) -> Result<u8, Error> {
             id,
             command,
         } => {
-            if tty || console_socket.is_some() {
-                return Err(Error::Unsupported(NO_TERMINAL));
+            let mut options = ExecOptions {
+                args: command,
+                tty,
+                console_socket,
+                ..ExecOptions::default()
+            };
+            if let Some(log) = log {
+                // The command's stdio stays this process's; this process's messages (and
+                // libcontainer's, in the children it clones) go to the log from now on.
+                options.stdio = Stdio {
+                    stdin: Some(dup(libc::STDIN_FILENO)?),
+                    stdout: Some(dup(libc::STDOUT_FILENO)?),
+                    stderr: Some(dup(libc::STDERR_FILENO)?),
+                };
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .map_err(|err| Error::io("open", log, err))?;
+                nix::unistd::dup2(file.as_raw_fd(), libc::STDERR_FILENO)
+                    .map_err(|err| Error::io("redirect stderr to", log, err.into()))?;
+                diagnostics::write_to(OwnedFd::from(file));
             }
-            return Ok(clamp(runtime.exec(&id, command)?));
+            return Ok(clamp(runtime.exec(&id, options)?));
         }
         Command::List { format, quiet } => list(runtime, format, quiet)?,
         Command::DevBind {
@@ -226,14 +262,12 @@ fn create_options(
     args: CreateArgs,
     as_sibling: bool,
 ) -> Result<(String, PathBuf, CreateOptions), Error> {
-    if args.console_socket.is_some() {
-        return Err(Error::Unsupported(NO_TERMINAL));
-    }
     let options = CreateOptions {
         pid_file: args.pid_file,
         no_pivot: args.no_pivot,
         notify_socket: args.notify_socket,
         init: args.init,
+        console_socket: args.console_socket,
         as_sibling,
         ..CreateOptions::default()
     };

@@ -1,5 +1,5 @@
 //! The runtime's operations on containers kept under a state root: create, start, state, kill,
-//! delete, list, exec and run.
+//! delete, list and run (exec is in [`crate::exec`]).
 //! Runs in: a single-threaded process (see the crate header). Create and exec clone children
 //! that run Rust code before exec; a second thread holding a lock would deadlock them.
 //! Mirrors runc's lifecycle rules: start only a created container, delete a running one only
@@ -23,6 +23,7 @@ use nix::unistd::Pid;
 use crate::bundle;
 use crate::devbind;
 use crate::error::Error;
+use crate::exec;
 use crate::executor::ResetSignalsExecutor;
 use crate::state::{State, Status};
 use crate::wait;
@@ -55,13 +56,37 @@ pub struct CreateOptions {
     /// Run the process under the container init (see [`crate::container_init`]), this binary
     /// bound read-only into the container.
     pub init: bool,
+    /// Where the pseudo-terminal's master is sent when the process asks for a terminal.
+    pub console_socket: Option<PathBuf>,
     /// Make the container init a child of the caller's parent (the supervisor that started this
     /// helper) instead of the caller.
     pub as_sibling: bool,
-    /// The container's stdio; inherited from the caller where `None`.
+    /// The container's stdio.
+    pub stdio: Stdio,
+}
+
+/// A process's stdin, stdout and stderr; each inherited from the caller where `None`.
+#[derive(Debug, Default)]
+pub struct Stdio {
     pub stdin: Option<OwnedFd>,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+}
+
+impl Stdio {
+    /// Gives the builder those that are set.
+    pub(crate) fn apply(self, mut builder: ContainerBuilder) -> ContainerBuilder {
+        if let Some(fd) = self.stdin {
+            builder = builder.with_stdin(fd);
+        }
+        if let Some(fd) = self.stdout {
+            builder = builder.with_stdout(fd);
+        }
+        if let Some(fd) = self.stderr {
+            builder = builder.with_stderr(fd);
+        }
+        builder
+    }
 }
 
 /// Containers under one state root.
@@ -116,6 +141,24 @@ impl Runtime {
             _ => Error::io("resolve bundle", bundle, source),
         })?;
         let mut spec = bundle::prepare(&bundle, id, &self.cgroup_parent)?;
+        let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+        match (terminal, &options.console_socket) {
+            (true, None) => {
+                return Err(Error::Bundle {
+                    bundle,
+                    problems: vec![spec::Problem::new(
+                        "config.json: process.terminal",
+                        "a terminal needs --console-socket, to which its master is sent",
+                    )],
+                })
+            }
+            (false, Some(_)) => {
+                return Err(Error::Unsupported(
+                    "--console-socket needs process.terminal: true in config.json",
+                ))
+            }
+            _ => {}
+        }
         if let Some(socket) = &options.notify_socket {
             bundle::add_notify_socket(&mut spec, socket).map_err(|problem| Error::Bundle {
                 bundle: bundle.clone(),
@@ -147,7 +190,15 @@ impl Runtime {
         let written = spec
             .save(&config)
             .map_err(|err| Error::io("write", &config, io::Error::other(err)));
-        let result = written.and_then(|()| self.build(id, &prepared, options));
+        let result = written
+            .and_then(|()| self.build(id, &prepared, options))
+            .and_then(|container| {
+                // Kept for exec, which needs the spec the container was made from.
+                let kept = self.container_dir(id).join(exec::CREATED_SPEC);
+                fs::rename(&config, &kept)
+                    .map(|()| container)
+                    .map_err(|err| Error::io("keep the spec in", kept, err))
+            });
         let _ = fs::remove_dir_all(&prepared);
         // Gone once no other create is in progress; another one's files keep it.
         let _ = fs::remove_dir(self.root.join(PREPARED_DIR));
@@ -176,22 +227,16 @@ impl Runtime {
         let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
             .with_root_path(&self.root)
             .map_err(create_error)?
-            .with_executor(ResetSignalsExecutor);
+            .with_executor(ResetSignalsExecutor)
+            .with_console_socket(options.console_socket);
         if let Some(pid_file) = options.pid_file {
             builder = builder
                 .with_pid_file(Some(pid_file))
                 .map_err(create_error)?;
         }
-        if let Some(fd) = options.stdin {
-            builder = builder.with_stdin(fd);
-        }
-        if let Some(fd) = options.stdout {
-            builder = builder.with_stdout(fd);
-        }
-        if let Some(fd) = options.stderr {
-            builder = builder.with_stderr(fd);
-        }
-        builder
+        options
+            .stdio
+            .apply(builder)
             .validate_id()
             .map_err(|_| Error::InvalidId { id: id.to_owned() })?
             .as_init(prepared)
@@ -290,32 +335,6 @@ impl Runtime {
         Ok(states)
     }
 
-    /// Runs `args` in the namespaces and cgroup of running container `id`, with the container's
-    /// environment, user and capabilities; waits for it and returns its exit code.
-    pub fn exec(&self, id: &str, args: Vec<String>) -> Result<i32, Error> {
-        let lock = self.lock()?;
-        let container = self.load(id)?;
-        if container.status() != ContainerStatus::Running {
-            return Err(self.wrong_state(id, "exec in", &container));
-        }
-        if args.is_empty() {
-            return Err(Error::Unsupported("exec needs a command to run"));
-        }
-        let exec_error = |err: LibcontainerError| Error::runtime("exec in", id, err);
-        let pid = ContainerBuilder::new(id.to_owned(), SyscallType::default())
-            .with_root_path(&self.root)
-            .map_err(exec_error)?
-            .with_executor(ResetSignalsExecutor)
-            .as_tenant()
-            .with_container_args(args)
-            .with_detach(false)
-            .as_sibling(false)
-            .build()
-            .map_err(exec_error)?;
-        drop(lock);
-        wait::wait_forwarding(pid).map_err(|err| Error::runtime("wait for exec in", id, err))
-    }
-
     /// Creates and starts container `id`, waits for it, deletes it and returns its exit code
     /// (`run` without `--detach`).
     pub fn run(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<i32, Error> {
@@ -347,7 +366,7 @@ impl Runtime {
     }
 
     /// Holds the state root's lock until the returned guard is dropped.
-    fn lock(&self) -> Result<Flock<fs::File>, Error> {
+    pub(crate) fn lock(&self) -> Result<Flock<fs::File>, Error> {
         fs::create_dir_all(&self.root).map_err(|err| Error::io("create", &self.root, err))?;
         let path = self.root.join(LOCK_FILE);
         let file = fs::OpenOptions::new()
@@ -361,11 +380,11 @@ impl Runtime {
             .map_err(|(_, errno)| Error::io("lock", &path, errno.into()))
     }
 
-    fn container_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join(id)
     }
 
-    fn load(&self, id: &str) -> Result<Container, Error> {
+    pub(crate) fn load(&self, id: &str) -> Result<Container, Error> {
         check_id(id)?;
         let dir = self.container_dir(id);
         if !dir.join("state.json").exists() {
@@ -374,7 +393,12 @@ impl Runtime {
         Container::load(dir).map_err(|err| Error::runtime("load", id, err))
     }
 
-    fn wrong_state(&self, id: &str, operation: &'static str, container: &Container) -> Error {
+    pub(crate) fn wrong_state(
+        &self,
+        id: &str,
+        operation: &'static str,
+        container: &Container,
+    ) -> Error {
         Error::WrongState {
             id: id.to_owned(),
             operation,

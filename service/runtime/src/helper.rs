@@ -75,20 +75,9 @@ impl Helper {
         stdio: ContainerStdio,
         options: &HelperOptions,
     ) -> Result<Pid, Error> {
-        let (log_read, log_write) = pipe2(OFlag::O_CLOEXEC)
-            .map_err(|err| Error::io("create pipe for", &self.executable, err.into()))?;
-        let mut command = Command::new(&self.executable);
-        command
-            .arg("runtime")
-            .arg("--root")
-            .arg(self.runtime.root())
-            .arg("--cgroup-parent")
-            .arg(self.runtime.cgroup_parent())
-            .arg("--log")
-            .arg(format!("/proc/self/fd/{LOG_FD}"))
-            .arg("create")
-            .arg("--bundle")
-            .arg(bundle);
+        let (log_read, log_write) = self.log_pipe()?;
+        let mut command = self.command(&log_write);
+        command.arg("create").arg("--bundle").arg(bundle);
         if options.no_pivot {
             command.arg("--no-pivot");
         }
@@ -106,7 +95,78 @@ impl Helper {
             .stdin(Stdio::from(stdio.stdin))
             .stdout(Stdio::from(stdio.stdout))
             .stderr(Stdio::from(stdio.stderr));
-        let log_fd = log_write.as_raw_fd();
+        let status = command
+            .status()
+            .map_err(|err| Error::io("run", &self.executable, err))?;
+        drop(log_write);
+        if status.success() {
+            return self.runtime.state(id).map(|state| Pid::from_raw(state.pid));
+        }
+        // The helper has exited; whatever it wrote is in the pipe (far below its capacity).
+        let message = read_message(log_read);
+        Err(Error::runtime(
+            "create",
+            id,
+            std::io::Error::other(if message.is_empty() {
+                format!("helper {status}")
+            } else {
+                message
+            }),
+        ))
+    }
+
+    /// Starts `service runtime exec` for `args` in container `id` and returns at once: the
+    /// helper (a child of the caller, which must reap it) waits for the process, passes on the
+    /// signals it gets and exits with the process's exit code. Its own messages, never the
+    /// process's output, go to the returned pipe; read them with [`read_message`] once it has
+    /// exited. With `console_socket` the process gets a new pseudo-terminal whose master is
+    /// sent there, and `stdio` should be /dev/null.
+    pub fn spawn_exec(
+        &self,
+        id: &str,
+        args: &[String],
+        console_socket: Option<&Path>,
+        stdio: ContainerStdio,
+    ) -> Result<(Pid, OwnedFd), Error> {
+        let (log_read, log_write) = self.log_pipe()?;
+        let mut command = self.command(&log_write);
+        command.arg("exec");
+        if let Some(socket) = console_socket {
+            command.arg("--tty").arg("--console-socket").arg(socket);
+        }
+        command
+            .arg(id)
+            .arg("--")
+            .args(args)
+            .stdin(Stdio::from(stdio.stdin))
+            .stdout(Stdio::from(stdio.stdout))
+            .stderr(Stdio::from(stdio.stderr));
+        let child = command
+            .spawn()
+            .map_err(|err| Error::io("run", &self.executable, err))?;
+        let pid = i32::try_from(child.id())
+            .map_err(|err| Error::io("run", &self.executable, std::io::Error::other(err)))?;
+        Ok((Pid::from_raw(pid), log_read))
+    }
+
+    fn log_pipe(&self) -> Result<(OwnedFd, OwnedFd), Error> {
+        pipe2(OFlag::O_CLOEXEC)
+            .map_err(|err| Error::io("create pipe for", &self.executable, err.into()))
+    }
+
+    /// `service runtime` with this runtime's root and cgroup parent, its messages going to
+    /// `log` (inherited as fd 3).
+    fn command(&self, log: &OwnedFd) -> Command {
+        let mut command = Command::new(&self.executable);
+        command
+            .arg("runtime")
+            .arg("--root")
+            .arg(self.runtime.root())
+            .arg("--cgroup-parent")
+            .arg(self.runtime.cgroup_parent())
+            .arg("--log")
+            .arg(format!("/proc/self/fd/{LOG_FD}"));
+        let log_fd = log.as_raw_fd();
         // SAFETY: runs between fork and exec; dup2 and fcntl are async-signal-safe, allocates nothing and
         // leaves the new fd without FD_CLOEXEC, so the helper inherits it as fd 3.
         unsafe {
@@ -123,33 +183,26 @@ impl Helper {
                 Ok(())
             });
         }
-        let status = command
-            .status()
-            .map_err(|err| Error::io("run", &self.executable, err))?;
-        drop(log_write);
-        if status.success() {
-            return self.runtime.state(id).map(|state| Pid::from_raw(state.pid));
-        }
-        // The helper has exited; whatever it wrote is in the pipe (far below its capacity).
-        nix::fcntl::fcntl(
-            log_read.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
-        )
-        .map_err(|err| Error::io("read messages of", &self.executable, err.into()))?;
-        let mut message = String::new();
-        let _ = std::fs::File::from(log_read).read_to_string(&mut message);
-        let message = message
-            .trim()
-            .trim_start_matches("service runtime: ")
-            .to_owned();
-        Err(Error::runtime(
-            "create",
-            id,
-            std::io::Error::other(if message.is_empty() {
-                format!("helper {status}")
-            } else {
-                message
-            }),
-        ))
+        command
+    }
+}
+
+/// What a helper that has exited wrote to its message pipe `log`: its last `service runtime:`
+/// line without that prefix (libcontainer's own lines before it are left out), else the whole.
+pub fn read_message(log: OwnedFd) -> String {
+    if nix::fcntl::fcntl(
+        log.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+    )
+    .is_err()
+    {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = std::fs::File::from(log).read_to_string(&mut text);
+    let prefix = "service runtime: ";
+    match text.lines().rev().find(|line| line.starts_with(prefix)) {
+        Some(line) => line.trim_start_matches(prefix).trim().to_owned(),
+        None => text.trim().to_owned(),
     }
 }

@@ -15,12 +15,14 @@ pub mod container_init;
 mod devbind;
 pub mod diagnostics;
 mod error;
+mod exec;
 mod executor;
 pub mod helper;
 mod state;
 mod wait;
 
-pub use container::{CreateOptions, Runtime, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT};
+pub use container::{CreateOptions, Runtime, Stdio, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT};
 pub use error::Error;
+pub use exec::ExecOptions;
 pub use state::{State, Status};
 pub use wait::exit_code;

@@ -1,8 +1,7 @@
 //! The operator's side of the control socket: `service list`, `status`, `start`, `stop`,
 //! `restart`, `kill`, `logs`, `exec` and `shutdown` send one request each and print the answer as
-//! a table or text (or, with `--json`, the answer lines as they came). `exec` only asks where the
-//! container is and runs the command itself through the embedded runtime, so the command's
-//! stdio is the caller's terminal.
+//! a table or text (or, with `--json`, the answer lines as they came); `exec` is in
+//! `exec_client`.
 //! Runs in: the image, as root, from a shell (getty, ssh) or a script; plain blocking I/O.
 //! Mirrors `systemctl list-units|status|start|stop|restart|kill` and `journalctl -u -n -f`.
 
@@ -24,19 +23,7 @@ pub struct Client {
 impl Client {
     /// Connects to the control socket at `path`; the error says what to check.
     pub fn connect(path: &Path) -> Result<Self, String> {
-        let stream = UnixStream::connect(path).map_err(|err| {
-            let hint = match err.kind() {
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-                    " (is `service system-init` running?)"
-                }
-                io::ErrorKind::PermissionDenied => " (the control socket is for root only)",
-                _ => "",
-            };
-            format!(
-                "connect to the supervisor at {}: {err}{hint}",
-                path.display()
-            )
-        })?;
+        let stream = connect(path)?;
         let writer = stream
             .try_clone()
             .map_err(|err| format!("control socket {}: {err}", path.display()))?;
@@ -82,6 +69,23 @@ impl Client {
             Err(err) => Err(format!("read the answer: {err}")),
         }
     }
+}
+
+/// Connects to the control socket at `path`; the error says what to check.
+pub fn connect(path: &Path) -> Result<UnixStream, String> {
+    UnixStream::connect(path).map_err(|err| {
+        let hint = match err.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+                " (is `service system-init` running?)"
+            }
+            io::ErrorKind::PermissionDenied => " (the control socket is for root only)",
+            _ => "",
+        };
+        format!(
+            "connect to the supervisor at {}: {err}{hint}",
+            path.display()
+        )
+    })
 }
 
 /// What one CLI command asks and how it prints the answer.
@@ -163,35 +167,7 @@ fn follow(client: &mut Client, json: bool) -> ExitCode {
     }
 }
 
-/// `service exec NAME -- CMD...`: asks where the container is and runs CMD in it.
-pub fn exec(socket: &Path, name: &str, command: Vec<String>, json: bool) -> ExitCode {
-    let target = Client::connect(socket).and_then(|mut client| {
-        let (answer, _) = client.ask(&Request::Exec {
-            name: name.to_owned(),
-        })?;
-        match answer.exec {
-            Some(target) if answer.ok => Ok(target),
-            _ => Err(answer
-                .error
-                .unwrap_or_else(|| format!("exec in {name}: no container"))),
-        }
-    });
-    let target = match target {
-        Ok(target) => target,
-        Err(err) => return fail(&err),
-    };
-    match runtime::Runtime::new(&target.root).exec(&target.id, command) {
-        Ok(code) => {
-            if json {
-                println!("{{\"ok\":true,\"exit_code\":{code}}}");
-            }
-            ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1))
-        }
-        Err(err) => fail(&format!("exec in {name}: {err}")),
-    }
-}
-
-fn fail(message: &str) -> ExitCode {
+pub fn fail(message: &str) -> ExitCode {
     eprintln!("service: {message}");
     ExitCode::FAILURE
 }

@@ -14,13 +14,17 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::os::fd::OwnedFd;
+
+use tokio::io::AsyncWriteExt;
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::exec::Session;
+use crate::fdpass::Lines;
 use crate::protocol::{Answer, LogLine, Request, MAX_REQUEST};
 use crate::ring::Ring;
 
@@ -28,6 +32,8 @@ use crate::ring::Ring;
 #[derive(Debug)]
 pub struct Control {
     pub request: Request,
+    /// The descriptors that came with the request (`exec`'s stdio).
+    pub fds: Vec<OwnedFd>,
     pub reply: oneshot::Sender<Reply>,
 }
 
@@ -41,6 +47,8 @@ pub enum Reply {
         ring: Ring,
         from: u64,
     },
+    /// An `exec` started: the connection carries it until the process ends.
+    Exec(Session),
     /// The last answer the supervisor gives (`shutdown`): `written` is told once it is out.
     Final {
         answer: Answer,
@@ -115,15 +123,16 @@ async fn serve(stream: UnixStream, requests: UnboundedSender<Control>) {
             return;
         }
     }
-    let mut reader = BufReader::new(read);
-    let mut line = Vec::new();
+    let mut reader = Lines::new(read);
     loop {
-        line.clear();
-        let limit = u64::try_from(MAX_REQUEST).unwrap_or(u64::MAX) + 1;
-        match (&mut reader).take(limit).read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
+        let (line, fds) = match reader.next(MAX_REQUEST).await {
+            Ok(Some(line)) => line,
+            Ok(None) => return,
+            Err(err) => {
+                let _ = send(&mut write, &Answer::error(format!("request: {err}"))).await;
+                return;
+            }
+        };
         if line.len() > MAX_REQUEST {
             let too_long = format!("request: longer than {MAX_REQUEST} bytes");
             let _ = send(&mut write, &Answer::error(too_long)).await;
@@ -146,7 +155,14 @@ async fn serve(stream: UnixStream, requests: UnboundedSender<Control>) {
         };
         let (reply, replied) = oneshot::channel();
         let gone = || Answer::error("the supervisor is shutting down");
-        if requests.send(Control { request, reply }).is_err() {
+        if requests
+            .send(Control {
+                request,
+                fds,
+                reply,
+            })
+            .is_err()
+        {
             let _ = send(&mut write, &gone()).await;
             return;
         }
@@ -159,6 +175,10 @@ async fn serve(stream: UnixStream, requests: UnboundedSender<Control>) {
             Ok(Reply::Final { answer, written }) => {
                 let _ = send(&mut write, &answer).await;
                 let _ = written.send(());
+                return;
+            }
+            Ok(Reply::Exec(session)) => {
+                session.serve(&mut reader, &mut write).await;
                 return;
             }
             Ok(Reply::Follow { answer, ring, from }) => {
@@ -176,14 +196,8 @@ async fn serve(stream: UnixStream, requests: UnboundedSender<Control>) {
 
 /// Writes each line the ring gets from `next` on, until the client hangs up (or sends
 /// anything: a follow ends the conversation).
-async fn follow(
-    client: &mut (impl AsyncRead + Unpin),
-    write: &mut OwnedWriteHalf,
-    ring: &Ring,
-    mut next: u64,
-) {
+async fn follow(client: &mut Lines, write: &mut OwnedWriteHalf, ring: &Ring, mut next: u64) {
     let mut pushed = ring.subscribe();
-    let mut byte = [0_u8; 1];
     loop {
         for line in ring.last(usize::MAX, next) {
             next = line.seq + 1;
@@ -197,12 +211,12 @@ async fn follow(
         }
         tokio::select! {
             changed = pushed.changed() => if changed.is_err() { return },
-            _ = client.read(&mut byte) => return,
+            _ = client.next(MAX_REQUEST) => return,
         }
     }
 }
 
-async fn send(write: &mut OwnedWriteHalf, answer: &Answer) -> io::Result<()> {
+pub async fn send(write: &mut OwnedWriteHalf, answer: &Answer) -> io::Result<()> {
     write.write_all(answer.to_line().as_bytes()).await?;
     write.flush().await
 }

@@ -10,6 +10,9 @@ mod child;
 mod client;
 mod control;
 mod daemon;
+mod exec;
+mod exec_client;
+mod fdpass;
 mod launch;
 mod lifecycle;
 mod logfile;
@@ -126,9 +129,15 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Run a command in a running service's namespaces and cgroup, with this terminal's stdio;
-    /// exits with the command's status.
+    /// Run a command in a running service's container (its namespaces, cgroup, environment,
+    /// user and capabilities), started by the supervisor with this command's stdin, stdout and
+    /// stderr; signals this command gets (Ctrl-C) are passed on; exits with the command's
+    /// status (128+N when signal N ended it). Needs only the control socket.
     Exec {
+        /// Give the command a new pseudo-terminal, relayed to this one (an interactive shell:
+        /// `service exec -t web -- sh`).
+        #[arg(short, long)]
+        tty: bool,
         name: String,
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
@@ -295,10 +304,11 @@ fn main() -> ExitCode {
             Show::Logs,
         ),
         Command::Exec {
+            tty,
             name,
             command,
             client,
-        } => client::exec(&client.socket, &name, command, client.json),
+        } => exec_client::run(&client.socket, &name, command, tty, client.json),
         Command::Shutdown(client) => client.run(Request::Shutdown, Show::Done),
         Command::Runtime(args) => runtime::cli::run(args),
     }

@@ -12,7 +12,6 @@
 //! < {"ok":false,"error":"request: unknown variant `stats`, expected one of ..."}
 //! ```
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -51,8 +50,17 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
-    /// Where the service's container is, for the client to run a command in it.
-    Exec { name: String },
+    /// Run `args` in the service's container. Without `tty` the request carries the client's
+    /// stdin, stdout and stderr (SCM_RIGHTS) and the process gets them; with `tty` it gets a new
+    /// pseudo-terminal whose master comes back with the first answer. The first answer says it
+    /// started; then the client may send [`ExecInput`] lines (signals for the process), and the
+    /// last answer gives `exit_code`.
+    Exec {
+        name: String,
+        args: Vec<String>,
+        #[serde(default)]
+        tty: bool,
+    },
     /// Run onshutdown, stop every service and end the supervisor; answered when done.
     Shutdown,
 }
@@ -73,8 +81,9 @@ pub struct Answer {
     /// One line that came while following.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<LogLine>,
+    /// How an `exec`'s process ended: its exit code, 128+N when signal N ended it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exec: Option<ExecTarget>,
+    pub exit_code: Option<i32>,
 }
 
 impl Answer {
@@ -192,14 +201,13 @@ impl LogLine {
     }
 }
 
-/// A running service's container, as the embedded runtime knows it.
+/// What an `exec` client sends while its process runs: a signal it got (Ctrl-C), for the
+/// process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecTarget {
-    /// The runtime's state root.
-    pub root: PathBuf,
-    /// The container id.
-    pub id: String,
-    pub pid: i32,
+#[serde(deny_unknown_fields)]
+pub struct ExecInput {
+    /// A name (`INT`, `SIGINT`) or number.
+    pub signal: String,
 }
 
 /// Seconds since the epoch.

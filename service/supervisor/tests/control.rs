@@ -355,3 +355,142 @@ fn a_service_under_the_container_init_stops_on_the_forwarded_signal_root() {
         Ok(())
     });
 }
+
+/// Reads a terminal's master until `text` has come; returns everything read.
+fn read_terminal_until(master: &mut fs::File, text: &str) -> String {
+    let mut seen = String::new();
+    let mut buf = [0_u8; 1024];
+    while !seen.contains(text) {
+        let count = std::io::Read::read(master, &mut buf).unwrap_or(0);
+        assert_ne!(count, 0, "the terminal closed before `{text}`: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..count]));
+    }
+    seen
+}
+
+#[test]
+fn exec_runs_through_the_supervisor_with_the_clients_stdio_root() {
+    sandbox::test(|| {
+        let Tree {
+            containers,
+            services,
+            ..
+        } = Tree::new();
+        let mut boxed = service(
+            &services,
+            "box",
+            "trap 'exit 0' TERM; while true; do sleep 0.05; done",
+            json!({}),
+        );
+        // Where `exec -t` makes its terminals, as LinuxKit's default mounts give every container.
+        boxed.edit(|config| {
+            config["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]
+            }))
+        });
+        let (mut daemon, mut lines) = start_daemon(&containers, &[]);
+        lines.expect("box: running, pid ");
+
+        // The client's stdin, stdout and stderr are the command's, passed over the socket; the
+        // client runs where neither cgroupfs nor the runtime's state can be seen or written.
+        let script = "read line; echo \"got $line\"; echo to-stderr >&2; \
+                      grep -c . /proc/self/cgroup >/dev/null && exit 5";
+        let hidden = format!(
+            "mount -t tmpfs none /sys/fs/cgroup && mount -t tmpfs none {} && exec \"$@\"",
+            state_root().display()
+        );
+        let mut client = Command::new("unshare");
+        client
+            .args([
+                "-m", "sh", "-c", &hidden, "sh", SERVICE, "exec", "--socket", SOCKET,
+            ])
+            .args(["box", "--", "sh", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = client.spawn()?;
+        child.stdin.take().unwrap().write_all(b"hello\n")?;
+        let output = child.wait_with_output()?;
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "got hello\n");
+        assert_eq!(String::from_utf8_lossy(&output.stderr), "to-stderr\n");
+        assert_eq!(output.status.code(), Some(5), "the command's status");
+
+        // Killed by a signal: 128+N, as a shell says it.
+        let killed = cli(&["exec", "box", "--", "sh", "-c", "kill -KILL $$"]);
+        assert_eq!(killed.status.code(), Some(128 + 9));
+
+        // A signal the client gets reaches the command.
+        let mut client = Command::new(SERVICE)
+            .args(["exec", "--socket", SOCKET, "box", "--", "sh", "-c"])
+            .arg("trap 'echo got-int; exit 3' INT; echo ready; while true; do sleep 0.05; done")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut out = BufReader::new(client.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        assert_eq!(line, "ready\n");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(client.id())?);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT)?;
+        line.clear();
+        out.read_line(&mut line)?;
+        assert_eq!(line, "got-int\n");
+        assert_eq!(client.wait()?.code(), Some(3));
+
+        // -t: an interactive shell on a terminal of its own, relayed to the client's terminal
+        // (a pseudo-terminal here, 33 rows by 77 columns), which is put back as it was.
+        let outer = nix::pty::openpty(
+            &nix::pty::Winsize {
+                ws_row: 33,
+                ws_col: 77,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            },
+            None,
+        )?;
+        let before = nix::sys::termios::tcgetattr(&outer.slave)?;
+        let mut client = Command::new(SERVICE)
+            .args(["exec", "-t", "--socket", SOCKET, "box", "--", "sh"])
+            .stdin(outer.slave.try_clone()?)
+            .stdout(outer.slave.try_clone()?)
+            .stderr(outer.slave.try_clone()?)
+            .spawn()?;
+        let mut master = fs::File::from(outer.master);
+        master.write_all(b"echo out-$((6*7)) $(stty size) $(tty)\n")?;
+        let seen = read_terminal_until(&mut master, "out-42 33 77 /dev/pts/");
+        master.write_all(b"exit 4\n")?;
+        assert_eq!(client.wait()?.code(), Some(4), "{seen}");
+        let after = nix::sys::termios::tcgetattr(&outer.slave)?;
+        assert_eq!(
+            after.local_flags, before.local_flags,
+            "the terminal is put back"
+        );
+
+        // Failures: one line each, no runtime noise.
+        let err = cli_fails(&["exec", "nosuch", "--", "true"]);
+        assert_eq!(err, "service: no service `nosuch` (services: box)\n");
+        let err = cli_fails(&["exec", "box", "--", "/bin/no-such-program"]);
+        assert_eq!(
+            err,
+            "service: exec in box: process.args[0]: `/bin/no-such-program` is not an \
+             executable file in the container\n"
+        );
+        assert!(cli_ok(&["stop", "box"]).starts_with("box: stopped"));
+        let err = cli_fails(&["exec", "box", "--", "true"]);
+        assert_eq!(err, "service: exec in box: not running (stopped)\n");
+
+        // A client that is not root is refused, even with the socket's mode opened up.
+        fs::set_permissions(SOCKET, fs::Permissions::from_mode(0o666))?;
+        let mut command = Command::new(SERVICE);
+        command
+            .args(["exec", "--socket", SOCKET, "box", "--", "true"])
+            .uid(65534);
+        let err = failure(&output_via_files(&mut command), "exec as nobody");
+        assert!(err.contains("serves root only"), "{err}");
+
+        assert_eq!(cli_ok(&["shutdown"]), "all services stopped\n");
+        assert!(daemon.wait()?.success());
+        assert_nothing_left("the daemon's shutdown");
+        Ok(())
+    });
+}

@@ -5,8 +5,13 @@
 mod support;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::process::Stdio;
+
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use serde_json::json;
 
 use support::*;
 
@@ -231,22 +236,132 @@ fn wrong_state_operations_fail_like_runc_root() {
     });
 }
 
+/// Accepts one connection on `listener` and returns the descriptor sent on it (a terminal's
+/// master, from the runtime).
+fn receive_master(listener: &UnixListener) -> File {
+    let (stream, _) = listener.accept().unwrap();
+    let mut name = [0_u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let message = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .unwrap();
+    for control in message.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = control {
+            // SAFETY: the fd was just received for this test and is owned by nothing else.
+            #[allow(unsafe_code, reason = "a received fd")]
+            return unsafe { File::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no descriptor on the console socket");
+}
+
+/// Reads `master` until `text` has come; returns everything read.
+fn read_until(master: &mut File, text: &str) -> String {
+    let mut seen = String::new();
+    let mut buf = [0_u8; 1024];
+    while !seen.contains(text) {
+        let count = master.read(&mut buf).unwrap_or(0);
+        assert_ne!(count, 0, "the terminal closed before `{text}`: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..count]));
+    }
+    seen
+}
+
+/// A devpts of the container's own at /dev/pts, where its terminals are made.
+fn with_devpts(config: &mut serde_json::Value) {
+    config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+        "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]
+    }));
+}
+
 #[test]
-fn terminals_are_refused_clearly_root() {
+fn a_terminal_is_made_and_its_master_sent_to_the_console_socket_root() {
     sandbox::test(|| {
-        let bundle = Bundle::new("tty", &["true"]);
-        let err = fails(&[
+        let socket = sandbox::scratch().join("console.sock");
+        let listener = UnixListener::bind(&socket)?;
+        let socket = socket.to_str().unwrap();
+
+        // create: the init's stdio is a new terminal, its master sent before create returns.
+        let mut bundle = Bundle::new(
+            "tty",
+            &["sh", "-c", "[ -t 0 ] && echo is-a-tty; read x; echo got-$x"],
+        );
+        bundle.edit(|config| {
+            config["process"]["terminal"] = json!(true);
+            with_devpts(config);
+        });
+        ok(&[
             "create",
             "--console-socket",
-            "/tmp/x.sock",
+            socket,
             "-b",
             bundle.path(),
             "tty",
         ]);
-        assert!(err.contains("terminals are not supported"), "{err}");
-        let err = fails(&["exec", "--tty", "tty", "--", "true"]);
-        assert!(err.contains("terminals are not supported"), "{err}");
-        assert!(leftover_state().is_empty());
+        let pid = init_pid("tty");
+        let mut master = receive_master(&listener);
+        ok(&["start", "tty"]);
+        read_until(&mut master, "is-a-tty");
+        master.write_all(b"hello\n")?;
+        read_until(&mut master, "got-hello");
+        assert_eq!(exit_status(wait_child(pid)), 0);
+        ok(&["delete", "tty"]);
+
+        // exec --tty: the same for a process in a running container, whose code comes back.
+        let mut running = Bundle::new("running", &["sleep", "1000"]);
+        running.edit(with_devpts);
+        ok(&["run", "-d", "-b", running.path(), "running"]);
+        let script = "[ -t 1 ] && echo exec-tty; read x; echo got-$x; exit 6";
+        let mut exec = runtime(&[
+            "exec",
+            "--tty",
+            "--console-socket",
+            socket,
+            "running",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .stdin(Stdio::null())
+        .spawn()?;
+        let mut master = receive_master(&listener);
+        read_until(&mut master, "exec-tty");
+        master.write_all(b"there\n")?;
+        read_until(&mut master, "got-there");
+        assert_eq!(exec.wait()?.code(), Some(6));
+
+        // What does not fit together is named.
+        let err = fails(&["exec", "--tty", "running", "--", "true"]);
+        assert!(err.contains("--tty needs --console-socket"), "{err}");
+        let err = fails(&["exec", "--console-socket", socket, "running", "--", "true"]);
+        assert!(err.contains("--console-socket needs --tty"), "{err}");
+        ok(&["delete", "--force", "running"]);
+        let err = fails(&["create", "-b", bundle.path(), "tty"]);
+        assert!(
+            err.contains("config.json: process.terminal: a terminal needs --console-socket"),
+            "{err}"
+        );
+        let plain = Bundle::new("plain", &["true"]);
+        let err = fails(&[
+            "create",
+            "--console-socket",
+            socket,
+            "-b",
+            plain.path(),
+            "plain",
+        ]);
+        assert!(
+            err.contains("--console-socket needs process.terminal: true"),
+            "{err}"
+        );
+        assert!(leftover_state().is_empty(), "{:?}", leftover_state());
         Ok(())
     });
 }

@@ -33,6 +33,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot::Sender as ReplyTo;
 
 use crate::control::{self, Control, Reply};
+use crate::exec;
 use crate::launch;
 use crate::lifecycle::Event;
 use crate::logfile;
@@ -136,6 +137,8 @@ struct Daemon {
     started: Instant,
     /// Whether "all services up" has been said.
     announced_up: bool,
+    /// The `service exec` helpers running (their sessions reap them).
+    exec_helpers: exec::Helpers,
 }
 
 impl Daemon {
@@ -165,6 +168,7 @@ impl Daemon {
             shutdown_reply: None,
             started: Instant::now(),
             announced_up: false,
+            exec_helpers: exec::Helpers::default(),
         })
     }
 
@@ -326,11 +330,11 @@ impl Daemon {
         }
     }
 
-    /// Reaps children that are not container inits being watched (orphans re-parented here);
-    /// a service's init is reaped by its own watcher, which reports the exit.
+    /// Reaps children that are not container inits or exec helpers being watched (orphans
+    /// re-parented here); those are reaped by their own watchers.
     fn reap_orphans(&self) {
         for pid in children() {
-            if !self.services.is_container_init(pid) {
+            if !self.services.is_container_init(pid) && !self.exec_helpers.contains(pid) {
                 let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG));
             }
         }

@@ -2,13 +2,16 @@
 //! `restart`, `shutdown`) and the answers that wait for a service to get where it was sent.
 //! Runs in: the supervisor's event loop.
 
+use std::os::fd::OwnedFd;
+
 use tokio::sync::oneshot::Sender as ReplyTo;
 
 use super::services::Wait;
 use super::{Daemon, Message, Pending};
 use crate::control::{Control, Reply};
+use crate::exec;
 use crate::lifecycle::{Event, State};
-use crate::protocol::{Answer, ExecTarget, LogLine, Request};
+use crate::protocol::{Answer, LogLine, Request};
 use crate::ring;
 
 /// How many log lines `service status` shows.
@@ -17,7 +20,11 @@ const STATUS_LINES: usize = 10;
 impl Daemon {
     /// Carries out a control request; returns whether it asks for shutdown.
     pub(super) async fn control(&mut self, control: Control) -> bool {
-        let Control { request, reply } = control;
+        let Control {
+            request,
+            fds,
+            reply,
+        } = control;
         let looks = matches!(
             request,
             Request::List | Request::Status { .. } | Request::Logs { .. }
@@ -55,7 +62,10 @@ impl Daemon {
                 let _ = reply.send(self.logs(&name, lines, follow));
                 return false;
             }
-            Request::Exec { name } => self.exec(name),
+            Request::Exec { name, args, tty } => {
+                let _ = reply.send(self.exec(&name, &args, tty, fds));
+                return false;
+            }
             Request::Shutdown => {
                 self.shutdown_reply = Some(reply);
                 return true;
@@ -105,24 +115,22 @@ impl Daemon {
         }
     }
 
-    /// `exec NAME`: where the client finds the service's container to run a command in.
-    fn exec(&self, name: String) -> Answer {
-        match self.services.known(&name) {
-            Ok(service) => match service.pid {
-                Some(pid) => Answer {
-                    exec: Some(ExecTarget {
-                        root: self.helper.runtime().root().to_owned(),
-                        id: name,
-                        pid: pid.as_raw(),
-                    }),
-                    ..Answer::ok()
-                },
-                None => Answer::error(format!(
-                    "{name} is not running ({})",
-                    service.lifecycle.state()
-                )),
-            },
-            Err(err) => Answer::error(err),
+    /// `exec NAME -- ARGS`: started in the service's container, the session handed to the
+    /// client's connection.
+    fn exec(&self, name: &str, args: &[String], tty: bool, fds: Vec<OwnedFd>) -> Reply {
+        let service = match self.services.known(name) {
+            Ok(service) => service,
+            Err(err) => return Reply::Answer(Answer::error(err)),
+        };
+        if service.pid.is_none() {
+            return Reply::Answer(Answer::error(format!(
+                "exec in {name}: not running ({})",
+                service.lifecycle.state()
+            )));
+        }
+        match exec::start(&self.helper, &self.exec_helpers, name, args, tty, fds) {
+            Ok(session) => Reply::Exec(session),
+            Err(err) => Reply::Answer(Answer::error(err)),
         }
     }
 
