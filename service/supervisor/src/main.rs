@@ -8,6 +8,7 @@
 mod check;
 mod child;
 mod client;
+mod console;
 mod control;
 mod daemon;
 mod exec;
@@ -212,6 +213,11 @@ struct SystemInitArgs {
     /// to adopt it.
     #[arg(long, default_value = "/run/kiln/services")]
     state_dir: PathBuf,
+    /// How much of the event log goes to the console (stdout): all, errors (a service's first
+    /// start and failure, one given up, the shutdown; not a crash loop's every round) or none.
+    /// By default `kiln.console=` on the kernel command line, else errors.
+    #[arg(long, value_enum)]
+    console: Option<console::Level>,
     #[command(flatten)]
     runtime: RuntimeOptions,
 }
@@ -250,6 +256,16 @@ fn event_loop(command: &str, future: impl Future<Output = ExitCode>) -> ExitCode
     }
 }
 
+/// The console level `kiln.console=` sets on the kernel command line; a bad value is said.
+fn console_from_cmdline() -> console::Level {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let (level, problem) = console::Level::from_cmdline(&cmdline);
+    if let Some(problem) = problem {
+        println!("service: {problem}");
+    }
+    level
+}
+
 fn main() -> ExitCode {
     let mut args = std::env::args_os();
     let called = args.next().map(PathBuf::from);
@@ -273,6 +289,7 @@ fn main() -> ExitCode {
                     notify_dir: args.notify_dir,
                     socket: args.socket,
                     state_dir: args.state_dir,
+                    console: args.console.unwrap_or_else(console_from_cmdline),
                 },
                 Helper::new(args.runtime.runtime()),
             ),

@@ -245,3 +245,50 @@ fn services_are_supervised_and_stopped_in_order_root() {
         Ok(())
     });
 }
+
+#[test]
+fn the_console_shows_a_crash_loop_once_and_service_log_keeps_it_all_root() {
+    sandbox::test(|| {
+        let Tree {
+            containers,
+            services,
+            ..
+        } = Tree::new();
+        service(&services, "looper", "echo round; exit 1", json!({}));
+        service(
+            &services,
+            "steady",
+            "trap 'exit 0' TERM; sleep 1000 & wait",
+            json!({}),
+        );
+        let (mut daemon, mut lines) = start_daemon(&containers, &["--console", "errors"]);
+        lines.expect("steady: running, pid ");
+        lines.expect("looper: exited with status 1");
+        // Two more rounds of the loop, seen in service.log (polled: nothing else says it).
+        let log = Path::new("/var/log/service.log");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !read(log).contains("looper: restart 3 in") {
+            assert!(std::time::Instant::now() < deadline, "{}", read(log));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        kill(Pid::from_raw(i32::try_from(daemon.id())?), Signal::SIGTERM)?;
+        lines.expect("all services stopped");
+        assert!(daemon.wait()?.success());
+        lines.drain();
+
+        // The console: the first round only, then the shutdown's milestones.
+        assert_eq!(lines.count("looper: running"), 1);
+        assert_eq!(lines.count("looper: exited"), 1);
+        assert_eq!(lines.count("looper: output: "), 1, "why it failed, once");
+        assert_eq!(lines.count("restart"), 0);
+        assert_eq!(lines.count("stopping with"), 0);
+        assert_eq!(lines.count("SIGTERM: shutting down"), 1);
+        // service.log: every round and every stop.
+        let all = read(log);
+        assert_eq!(all.matches("looper: running").count(), 3, "{all}");
+        assert_eq!(all.matches("looper: output: ").count(), 3, "{all}");
+        assert!(all.contains("looper: restart 2 in"), "{all}");
+        assert!(all.contains("steady: stopping with SIGTERM"), "{all}");
+        Ok(())
+    });
+}

@@ -137,8 +137,9 @@ fn init_keeps_the_supervisor_alive_and_reaps_orphans_root() {
             None::<&str>,
         )?;
 
+        // Every event on the console: the test follows restarts and stops there.
         let supervisor = format!(
-            "/usr/bin/service system-init --cgroup-parent {}",
+            "/usr/bin/service system-init --console all --cgroup-parent {}",
             sandbox::cgroup_parent()
         );
         let mut init = Command::new("/usr/sbin/chroot")

@@ -397,3 +397,111 @@ impl LiveConsole {
         (status, stderr)
     }
 }
+
+/// A program (`kiln run`) on a pseudo-terminal, driven as a person at a terminal drives it:
+/// keys typed into the master, what it shows read back.
+#[derive(Debug)]
+pub struct Terminal {
+    master: fs::File,
+    chunks: Receiver<String>,
+    /// Everything shown so far.
+    pub text: String,
+    /// Where [`Terminal::wait_for`] starts looking.
+    from: usize,
+}
+
+impl Terminal {
+    /// Starts `command` with a new pseudo-terminal (80x24) as its stdin, stdout and stderr.
+    pub fn spawn(command: &mut Command) -> (Self, Child) {
+        let size = nix::pty::Winsize {
+            ws_row: 24,
+            ws_col: 80,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(&size, None).expect("openpty");
+        let child = command
+            .stdin(pty.slave.try_clone().expect("dup the terminal"))
+            .stdout(pty.slave.try_clone().expect("dup the terminal"))
+            .stderr(pty.slave)
+            .spawn()
+            .expect("start the program on the terminal");
+        let master = fs::File::from(pty.master);
+        let mut reader = master.try_clone().expect("dup the master");
+        let (send, chunks) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0_u8; 4096];
+            // EIO once the program and its children have closed the terminal.
+            while let Ok(count) = reader.read(&mut buf) {
+                if count == 0
+                    || send
+                        .send(String::from_utf8_lossy(&buf[..count]).into_owned())
+                        .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let terminal = Self {
+            master,
+            chunks,
+            text: String::new(),
+            from: 0,
+        };
+        (terminal, child)
+    }
+
+    /// Types `keys` (`\r` is Enter, `\x03` Ctrl-C, `\x1a` Ctrl-Z); later waits look only at
+    /// what is shown after this.
+    pub fn type_keys(&mut self, keys: &str) {
+        self.drain();
+        self.from = self.text.len();
+        self.master
+            .write_all(keys.as_bytes())
+            .and_then(|()| self.master.flush())
+            .expect("type on the terminal");
+    }
+
+    fn drain(&mut self) {
+        while let Ok(chunk) = self.chunks.try_recv() {
+            self.text.push_str(&chunk);
+        }
+    }
+
+    /// Waits until `text` is shown (after the last keys typed); panics with the screen if
+    /// `within` passes first or the terminal closes.
+    pub fn wait_for(&mut self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.text[self.from..].contains(text) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.chunks.recv_timeout(left) {
+                Ok(chunk) => self.text.push_str(&chunk),
+                Err(err) => panic!("`{text}` not shown ({err}):\n{}", self.text),
+            }
+        }
+    }
+
+    /// Whether `text` is shown within `within` (after the last keys typed).
+    pub fn shows(&mut self, text: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while !self.text[self.from..].contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.chunks.recv_timeout(left) {
+                Ok(chunk) => self.text.push_str(&chunk),
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Reads what is still coming, once the program has ended (until nothing came for a
+    /// second: the command that started it may still hold the terminal open).
+    pub fn finish(&mut self) {
+        while let Ok(chunk) = self.chunks.recv_timeout(Duration::from_secs(1)) {
+            self.text.push_str(&chunk);
+        }
+    }
+}

@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vm::{free_port, release_binary, workspace, LiveConsole, Outcome, Run};
+use vm::{free_port, release_binary, workspace, LiveConsole, Outcome, Run, Terminal};
 
 /// Seconds a case's VM may run.
 const TIMEOUT: &str = "240";
@@ -26,20 +26,12 @@ fn boot(name: &str, manifests: &[&str], checks: usize) -> Run {
     boot_with(name, manifests, checks, &[], |_| ())
 }
 
-/// As [`boot`], with `args` for `kiln run` besides the network, and `during` called with the
-/// console while the VM runs.
-fn boot_with(
-    name: &str,
-    manifests: &[&str],
-    checks: usize,
-    args: &[String],
-    during: impl FnOnce(&mut LiveConsole),
-) -> Run {
-    let root = workspace();
+/// `kiln build` of `manifests` (paths from the workspace root) as image `name`, in a new
+/// directory.
+fn build(name: &str, manifests: &[&str]) -> tempfile::TempDir {
     let out = tempfile::tempdir().expect("output directory");
-    let kiln = release_binary("kiln");
-    let build = Command::new(&kiln)
-        .current_dir(&root)
+    let build = Command::new(release_binary("kiln"))
+        .current_dir(workspace())
         .args(["build", "-o"])
         .arg(out.path())
         .args(["--name", name])
@@ -51,6 +43,20 @@ fn boot_with(
         "kiln build {manifests:?}:\n{}",
         String::from_utf8_lossy(&build.stderr)
     );
+    out
+}
+
+/// As [`boot`], with `args` for `kiln run` besides the network, and `during` called with the
+/// console while the VM runs.
+fn boot_with(
+    name: &str,
+    manifests: &[&str],
+    checks: usize,
+    args: &[String],
+    during: impl FnOnce(&mut LiveConsole),
+) -> Run {
+    let kiln = release_binary("kiln");
+    let out = build(name, manifests);
     let networking = if args.iter().any(|arg| arg == "--networking") {
         &[][..]
     } else {
@@ -240,4 +246,79 @@ fn a_crashing_service_is_restarted_and_dependents_wait_for_readiness() {
             "{table:#?}"
         );
     }
+}
+
+/// Types `keys` every few seconds until `text` is shown (a shell that is not there yet, or
+/// not yet back, misses keys typed ahead).
+fn answered(term: &mut Terminal, keys: &str, text: &str) {
+    for _ in 0..30 {
+        term.type_keys(keys);
+        if term.shows(text, Duration::from_secs(5)) {
+            return;
+        }
+    }
+    panic!("`{text}` never shown:\n{}", term.text);
+}
+
+/// The example image's console used as a person at a terminal uses it: `kiln run` on a
+/// pseudo-terminal (so qemu passes Ctrl-C and Ctrl-Z to the guest), keys typed into getty's
+/// shell. Each expected text can only come from running the command (`$((6*7))` is echoed as
+/// typed, `42` only when run).
+#[test]
+fn the_getty_shell_takes_ctrl_c_and_ctrl_z_and_the_operators_commands_work_from_it() {
+    let out = build("console", &["yml/example.yml"]);
+    let (mut term, mut child) = Terminal::spawn(
+        Command::new(release_binary("kiln"))
+            .args([
+                "run",
+                "--timeout",
+                TIMEOUT,
+                "--networking",
+                "user,restrict=on",
+            ])
+            .arg(out.path().join("console")),
+    );
+    term.wait_for("service: web: running", Duration::from_secs(200));
+    // The shell comes up a moment after its service: asked until it answers.
+    answered(&mut term, "echo up-$((1+1))\r", "up-2");
+    let long = Duration::from_secs(60);
+
+    // Ctrl-C ends the foreground command: the next one runs long before `sleep 600` would end.
+    // The line is printed by the foreground job itself, so the key comes once it has the
+    // terminal.
+    term.type_keys("sh -c 'echo sleeping-$((40+2)); exec sleep 600'\r");
+    term.wait_for("sleeping-42", long);
+    term.type_keys("\x03");
+    term.type_keys("echo back-$((6*7))\r");
+    term.wait_for("back-42", long);
+    // Ctrl-Z stops it instead, and job control has it.
+    term.type_keys("sh -c 'echo pausing-$((40+2)); exec sleep 600'\r");
+    term.wait_for("pausing-42", long);
+    term.type_keys("\x1a");
+    term.type_keys("jobs; kill %1; echo jobs-$((2+3))\r");
+    term.wait_for("jobs-5", long);
+    assert!(term.text.contains("Stopped"), "{}", term.text);
+
+    // exec through the supervisor: the exit status, then an interactive shell on a terminal.
+    term.type_keys("service exec web -- sh -c 'exit 7'; echo rc-$?-$((0))\r");
+    term.wait_for("rc-7-0", long);
+    term.type_keys("service exec -t web -- sh\r");
+    term.type_keys("echo inner-$((5*5)) $(cat /proc/1/comm)\r");
+    term.wait_for("inner-25 kiln-init", long);
+    term.type_keys("exit\r");
+    // Keys typed before the inner shell has gone would go to it: asked until the outer answers.
+    answered(&mut term, "echo outer-$((3*3))\r", "outer-9");
+
+    // web runs under the container init: stopped by the SIGTERM it passes on, no SIGKILL.
+    term.type_keys(
+        "service stop web; service status web | grep 'last exit'; \
+                    echo killed-$(grep -c 'web: still running' /var/log/service.log)\r",
+    );
+    term.wait_for("killed-0", long);
+    assert!(term.text.contains("last exit: status 143"), "{}", term.text);
+
+    term.type_keys("poweroff\r");
+    let status = child.wait().expect("wait for kiln run");
+    term.finish();
+    assert_eq!(status.code(), Some(0), "{}", term.text);
 }

@@ -163,7 +163,8 @@ poweroff
             r#"{"stopTimeout": 1}"#,
             0o644,
         );
-    let run = boot(&image, Some(&disk));
+    // Every supervisor event on the console, a shutdown's stops included.
+    let run = boot_with(&image, Some(&disk), "kiln.console=all");
     assert_eq!(
         run.outcome,
         Outcome::PoweredOff,

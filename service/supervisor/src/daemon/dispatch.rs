@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 
 use super::{Daemon, Message};
+use crate::console::Weight;
 use crate::lifecycle::{Action, Event, State};
 
 impl Daemon {
@@ -93,31 +94,57 @@ impl Daemon {
         self.events.line(&line);
     }
 
+    /// Says what an event did to a service. An operator sees (at the default console level) a
+    /// service's first start and first exit, one that is not restarted, and a stop that needs
+    /// SIGKILL; a crash loop's later rounds and ordinary stops are detail.
     pub(super) fn log_event(&mut self, name: &str, event: Event, before: State, after: State) {
         let service = self.services.get(name);
         let policy = service.map(|s| s.lifecycle.policy);
-        let mut line = match event {
+        // Automatic restarts so far: past the first round of a crash loop, its lines are detail.
+        let looping = service.is_some_and(|s| s.lifecycle.restarts() > 0);
+        let first_round = if looping {
+            Weight::Detail
+        } else {
+            Weight::Notice
+        };
+        let (mut line, weight) = match event {
             Event::Started => match service.and_then(|s| s.pid) {
-                Some(pid) => format!("{name}: running, pid {pid}"),
+                Some(pid) => (format!("{name}: running, pid {pid}"), first_round),
                 None => return,
             },
-            Event::Exited(exit) if before != after => format!("{name}: {exit}"),
-            Event::BecameReady if after == State::Ready => format!("{name}: ready"),
-            Event::StopRequested if after == State::Stopping => format!(
-                "{name}: stopping with {}",
-                policy.map_or("SIGTERM", |p| p.stop_signal.as_str())
+            Event::Exited(exit) if before != after => {
+                let given_up = matches!(after, State::Failed | State::Stopped);
+                let weight = if given_up {
+                    Weight::Notice
+                } else {
+                    first_round
+                };
+                (format!("{name}: {exit}"), weight)
+            }
+            Event::BecameReady if after == State::Ready => (format!("{name}: ready"), first_round),
+            Event::StopRequested if after == State::Stopping => (
+                format!(
+                    "{name}: stopping with {}",
+                    policy.map_or("SIGTERM", |p| p.stop_signal.as_str())
+                ),
+                Weight::Detail,
             ),
-            Event::StopTimeout if after == State::Stopping => format!(
-                "{name}: still running {}s after the stop signal: killing",
-                policy.map_or(0, |p| p.stop_timeout.as_secs())
+            Event::StopTimeout if after == State::Stopping => (
+                format!(
+                    "{name}: still running {}s after the stop signal: killing",
+                    policy.map_or(0, |p| p.stop_timeout.as_secs())
+                ),
+                Weight::Notice,
             ),
-            _ if before != after && after == State::Stopped => format!("{name}: stopped"),
+            _ if before != after && after == State::Stopped => {
+                (format!("{name}: stopped"), Weight::Detail)
+            }
             _ => return,
         };
         if matches!(event, Event::Exited(_)) && after == State::Stopped {
             line.push_str("; stopped");
         }
-        self.events.line(&line);
+        self.events.weighed(&line, weight);
     }
 
     /// Carries out one action; returns the event it leads to at once, if any.
@@ -127,12 +154,18 @@ impl Daemon {
             Action::Start => {
                 service.generation += 1;
                 let generation = service.generation;
+                let looping = service.lifecycle.restarts() > 0;
                 match self.start(name, generation).await {
                     // Said by log_event once its record is kept, so that a supervisor killed
                     // after this line can adopt it.
                     Ok(()) => Some(Event::Started),
                     Err(err) => {
-                        self.events.line(&format!("{name}: failed to start: {err}"));
+                        let line = format!("{name}: failed to start: {err}");
+                        if looping {
+                            self.events.detail(&line);
+                        } else {
+                            self.events.line(&line);
+                        }
                         if let Some(service) = self.services.get_mut(name) {
                             service.problem = Some(format!("failed to start: {err}"));
                         }
@@ -167,7 +200,7 @@ impl Daemon {
             }
             Action::RestartTimer(delay) => {
                 let restarts = service.lifecycle.restarts() + 1;
-                self.events.line(&format!(
+                self.events.detail(&format!(
                     "{name}: restart {restarts} in {}s",
                     delay.as_secs_f32()
                 ));

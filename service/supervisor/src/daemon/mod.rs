@@ -32,6 +32,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::oneshot::Sender as ReplyTo;
 
+use crate::console;
 use crate::control::{self, Control, Reply};
 use crate::exec;
 use crate::launch;
@@ -77,6 +78,8 @@ pub struct Config {
     pub socket: PathBuf,
     /// Where each running service's record is kept for a later supervisor (`/run/kiln/services`).
     pub state_dir: PathBuf,
+    /// How much of the event log goes to the console.
+    pub console: console::Level,
 }
 
 /// Runs the daemon until SIGTERM has been handled.
@@ -149,7 +152,7 @@ impl Daemon {
                 format!("create {}: {err}", config.log_dir.display()),
             )
         })?;
-        let events = EventLog::open(&config.log_dir.join(logfile::EVENT_LOG))?;
+        let events = EventLog::open(&config.log_dir.join(logfile::EVENT_LOG), config.console)?;
         let (sender, receiver) = unbounded_channel();
         let (control_sender, controls) = unbounded_channel();
         let records = Records::new(&config.state_dir);

@@ -16,6 +16,7 @@ use runtime::helper::ContainerStdio;
 use tokio::task::JoinHandle;
 
 use super::Daemon;
+use crate::console::{self, Weight};
 use crate::logfile::{self, LogFile};
 use crate::record;
 use crate::ring::{Ring, Stream};
@@ -28,7 +29,8 @@ const REPORTED_LINES: usize = 3;
 impl Daemon {
     /// Once the run's output has been read (its processes are gone, so the pipes end; a process
     /// that escaped the container gets [`OUTPUT_GRACE`]), puts the last lines of a failed run in
-    /// the event log: the console shows why a service failed without opening its log files.
+    /// the event log: the console shows why a service failed without opening its log files (a
+    /// crash loop's first round).
     pub(super) async fn report_output(&mut self, name: &str) {
         let Some(service) = self.services.get_mut(name) else {
             return;
@@ -39,6 +41,12 @@ impl Daemon {
             return;
         }
         let (ring, from) = (service.ring.clone(), service.run_from);
+        // A crash loop's later rounds say the same again: detail.
+        let weight = if service.lifecycle.restarts() > 0 {
+            Weight::Detail
+        } else {
+            Weight::Notice
+        };
         let read_all = async {
             for copy in copies {
                 let _ = copy.await;
@@ -46,7 +54,8 @@ impl Daemon {
         };
         let _ = tokio::time::timeout(OUTPUT_GRACE, read_all).await;
         for line in ring.last(REPORTED_LINES, from) {
-            self.events.line(&format!("{name}: output: {line}"));
+            self.events
+                .weighed(&format!("{name}: output: {line}"), weight);
         }
     }
 
@@ -112,27 +121,41 @@ impl Daemon {
     }
 }
 
-/// Supervisor events, one line each, on the console (stdout) and in `service.log`.
+/// Supervisor events, one line each, in `service.log` and, as the console level says, on the
+/// console (stdout).
 #[derive(Debug)]
 pub(super) struct EventLog {
     file: fs::File,
+    console: console::Level,
 }
 
 impl EventLog {
-    pub(super) fn open(path: &Path) -> io::Result<Self> {
+    pub(super) fn open(path: &Path, console: console::Level) -> io::Result<Self> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
             .map_err(|err| io::Error::new(err.kind(), format!("open {}: {err}", path.display())))?;
-        Ok(Self { file })
+        Ok(Self { file, console })
     }
 
+    /// A line an operator must see.
     pub(super) fn line(&mut self, line: &str) {
+        self.weighed(line, Weight::Notice);
+    }
+
+    /// A line of detail: on the console at level `all` only.
+    pub(super) fn detail(&mut self, line: &str) {
+        self.weighed(line, Weight::Detail);
+    }
+
+    pub(super) fn weighed(&mut self, line: &str, weight: Weight) {
         let line = format!("service: {line}\n");
-        let mut console = io::stdout().lock();
-        let _ = console.write_all(line.as_bytes());
-        let _ = console.flush();
+        if self.console.shows(weight) {
+            let mut console = io::stdout().lock();
+            let _ = console.write_all(line.as_bytes());
+            let _ = console.flush();
+        }
         let _ = self.file.write_all(line.as_bytes());
     }
 }

@@ -145,14 +145,19 @@ pub fn pid_of(line: &str) -> i32 {
 }
 
 /// The `service system-init` command on the `containers` tree with the sandbox's runtime root
-/// and cgroup parent and `extra` arguments.
+/// and cgroup parent and `extra` arguments; every event on stdout unless `extra` sets
+/// `--console`.
 pub fn daemon_command(containers: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(SERVICE);
     command
         .arg("system-init")
         .arg("--path")
         .arg(containers)
-        .args(extra)
+        .args(extra);
+    if !extra.contains(&"--console") {
+        command.args(["--console", "all"]);
+    }
+    command
         .arg("--root")
         .arg(state_root())
         .arg("--cgroup-parent")
