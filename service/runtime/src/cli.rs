@@ -6,7 +6,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -176,16 +176,6 @@ pub fn run(args: RuntimeArgs) -> ExitCode {
     }
 }
 
-/// A copy of `fd` (close-on-exec).
-fn dup(fd: i32) -> Result<OwnedFd, Error> {
-    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
-        .map(|copy| {
-            // SAFETY: F_DUPFD_CLOEXEC returned a new fd that nothing else owns.
-            unsafe { OwnedFd::from_raw_fd(copy) }
-        })
-        .map_err(|err| Error::io("duplicate", format!("fd {fd}"), err.into()))
-}
-
 fn dispatch(runtime: &Runtime, command: Command, log: Option<&Path>) -> Result<u8, Error> {
     match command {
         Command::Create { create } => {
@@ -224,10 +214,15 @@ fn dispatch(runtime: &Runtime, command: Command, log: Option<&Path>) -> Result<u
             if let Some(log) = log {
                 // The command's stdio stays this process's; this process's messages (and
                 // libcontainer's, in the children it clones) go to the log from now on.
+                let copy = |fd: BorrowedFd<'_>, name: &str| {
+                    fd.try_clone_to_owned()
+                        .map(Some)
+                        .map_err(|err| Error::io("duplicate", name, err))
+                };
                 options.stdio = Stdio {
-                    stdin: Some(dup(libc::STDIN_FILENO)?),
-                    stdout: Some(dup(libc::STDOUT_FILENO)?),
-                    stderr: Some(dup(libc::STDERR_FILENO)?),
+                    stdin: copy(io::stdin().as_fd(), "stdin")?,
+                    stdout: copy(io::stdout().as_fd(), "stdout")?,
+                    stderr: copy(io::stderr().as_fd(), "stderr")?,
                 };
                 let file = OpenOptions::new()
                     .create(true)

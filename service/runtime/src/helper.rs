@@ -76,7 +76,7 @@ impl Helper {
         options: &HelperOptions,
     ) -> Result<Pid, Error> {
         let (log_read, log_write) = self.log_pipe()?;
-        let mut command = self.command(&log_write);
+        let mut command = self.command(&log_write, stdio);
         command.arg("create").arg("--bundle").arg(bundle);
         if options.no_pivot {
             command.arg("--no-pivot");
@@ -90,11 +90,7 @@ impl Helper {
         if options.init {
             command.arg("--init");
         }
-        command
-            .arg(id)
-            .stdin(Stdio::from(stdio.stdin))
-            .stdout(Stdio::from(stdio.stdout))
-            .stderr(Stdio::from(stdio.stderr));
+        command.arg(id);
         let status = command
             .status()
             .map_err(|err| Error::io("run", &self.executable, err))?;
@@ -129,18 +125,12 @@ impl Helper {
         stdio: ContainerStdio,
     ) -> Result<(Pid, OwnedFd), Error> {
         let (log_read, log_write) = self.log_pipe()?;
-        let mut command = self.command(&log_write);
+        let mut command = self.command(&log_write, stdio);
         command.arg("exec");
         if let Some(socket) = console_socket {
             command.arg("--tty").arg("--console-socket").arg(socket);
         }
-        command
-            .arg(id)
-            .arg("--")
-            .args(args)
-            .stdin(Stdio::from(stdio.stdin))
-            .stdout(Stdio::from(stdio.stdout))
-            .stderr(Stdio::from(stdio.stderr));
+        command.arg(id).arg("--").args(args);
         let child = command
             .spawn()
             .map_err(|err| Error::io("run", &self.executable, err))?;
@@ -154,11 +144,14 @@ impl Helper {
             .map_err(|err| Error::io("create pipe for", &self.executable, err.into()))
     }
 
-    /// `service runtime` with this runtime's root and cgroup parent, its messages going to
-    /// `log` (inherited as fd 3).
-    fn command(&self, log: &OwnedFd) -> Command {
+    /// `service runtime` with this runtime's root and cgroup parent and `stdio`, its messages
+    /// going to `log` (inherited as fd 3).
+    fn command(&self, log: &OwnedFd, stdio: ContainerStdio) -> Command {
         let mut command = Command::new(&self.executable);
         command
+            .stdin(Stdio::from(stdio.stdin))
+            .stdout(Stdio::from(stdio.stdout))
+            .stderr(Stdio::from(stdio.stderr))
             .arg("runtime")
             .arg("--root")
             .arg(self.runtime.root())

@@ -38,12 +38,7 @@ impl Client {
         let mut line = serde_json::to_string(request).map_err(|err| err.to_string())?;
         line.push('\n');
         if let Err(err) = self.writer.write_all(line.as_bytes()) {
-            // A supervisor that refuses this client answers and hangs up without reading: the
-            // request meets a closed socket, and the answer waiting to be read says why.
-            if !matches!(
-                err.kind(),
-                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-            ) {
+            if !hung_up(&err) {
                 return Err(format!("send the request: {err}"));
             }
             return self
@@ -69,6 +64,16 @@ impl Client {
             Err(err) => Err(format!("read the answer: {err}")),
         }
     }
+}
+
+/// Whether sending a request failed because the supervisor hung up: one that refuses this
+/// client answers and closes without reading, so the request meets a closed socket and the
+/// answer waiting to be read says why.
+pub fn hung_up(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
 }
 
 /// Connects to the control socket at `path`; the error says what to check.

@@ -28,6 +28,18 @@ pub enum Weight {
     Detail,
 }
 
+impl Weight {
+    /// A line about a run after `restarts` automatic restarts: a crash loop's first round is
+    /// a notice, its later rounds (which say the same again) detail.
+    pub fn of_round(restarts: u32) -> Self {
+        if restarts > 0 {
+            Self::Detail
+        } else {
+            Self::Notice
+        }
+    }
+}
+
 impl Level {
     /// Whether a line of `weight` goes to the console.
     pub fn shows(self, weight: Weight) -> bool {

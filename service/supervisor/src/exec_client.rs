@@ -65,12 +65,7 @@ fn session(socket: &Path, request: &Request, tty: bool) -> Result<i32, String> {
     ];
     let attached = if tty { &[][..] } else { &stdio[..] };
     if let Err(err) = fdpass::send(&stream, line.as_bytes(), attached) {
-        // A supervisor that refuses this client answers and hangs up without reading: the
-        // answer waiting to be read says why.
-        if !matches!(
-            err.kind(),
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-        ) {
+        if !client::hung_up(&err) {
             return Err(format!("send the request: {err}"));
         }
     }

@@ -100,13 +100,7 @@ impl Daemon {
     pub(super) fn log_event(&mut self, name: &str, event: Event, before: State, after: State) {
         let service = self.services.get(name);
         let policy = service.map(|s| s.lifecycle.policy);
-        // Automatic restarts so far: past the first round of a crash loop, its lines are detail.
-        let looping = service.is_some_and(|s| s.lifecycle.restarts() > 0);
-        let first_round = if looping {
-            Weight::Detail
-        } else {
-            Weight::Notice
-        };
+        let first_round = Weight::of_round(service.map_or(0, |s| s.lifecycle.restarts()));
         let (mut line, weight) = match event {
             Event::Started => match service.and_then(|s| s.pid) {
                 Some(pid) => (format!("{name}: running, pid {pid}"), first_round),
@@ -154,18 +148,14 @@ impl Daemon {
             Action::Start => {
                 service.generation += 1;
                 let generation = service.generation;
-                let looping = service.lifecycle.restarts() > 0;
+                let weight = Weight::of_round(service.lifecycle.restarts());
                 match self.start(name, generation).await {
                     // Said by log_event once its record is kept, so that a supervisor killed
                     // after this line can adopt it.
                     Ok(()) => Some(Event::Started),
                     Err(err) => {
-                        let line = format!("{name}: failed to start: {err}");
-                        if looping {
-                            self.events.detail(&line);
-                        } else {
-                            self.events.line(&line);
-                        }
+                        self.events
+                            .weighed(&format!("{name}: failed to start: {err}"), weight);
                         if let Some(service) = self.services.get_mut(name) {
                             service.problem = Some(format!("failed to start: {err}"));
                         }

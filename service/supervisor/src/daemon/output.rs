@@ -41,12 +41,7 @@ impl Daemon {
             return;
         }
         let (ring, from) = (service.ring.clone(), service.run_from);
-        // A crash loop's later rounds say the same again: detail.
-        let weight = if service.lifecycle.restarts() > 0 {
-            Weight::Detail
-        } else {
-            Weight::Notice
-        };
+        let weight = Weight::of_round(service.lifecycle.restarts());
         let read_all = async {
             for copy in copies {
                 let _ = copy.await;
