@@ -62,22 +62,32 @@ enum Command {
         create: CreateArgs,
     },
     /// Start a created container.
-    Start { id: String },
+    Start {
+        /// The container's id.
+        id: String,
+    },
     /// Print a container's OCI state as JSON.
-    State { id: String },
+    State {
+        /// The container's id.
+        id: String,
+    },
     /// Send a signal (default SIGTERM) to a container's init, or to all its processes.
     Kill {
         /// Signal every process in the container's cgroup.
         #[arg(short, long)]
         all: bool,
+        /// The container's id.
         id: String,
         /// A name (TERM, SIGTERM) or number.
         signal: Option<String>,
     },
     /// Delete a stopped or created container (any container with --force).
     Delete {
+        /// Delete a running container too (SIGKILL to every process in its cgroup first); a
+        /// missing one is no error.
         #[arg(short, long)]
         force: bool,
+        /// The container's id.
         id: String,
     },
     /// Create and start a container; in the foreground, wait for it, delete it and exit with its
@@ -102,8 +112,10 @@ enum Command {
         /// sends it.
         #[arg(long, value_name = "PATH")]
         console_socket: Option<PathBuf>,
+        /// The container's id.
         id: String,
-        #[arg(last = true, required = true)]
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
     /// The createContainer hook that binds a bundle's `/dev` (see the devbind module): run by a
@@ -123,6 +135,7 @@ enum Command {
     },
     /// List containers.
     List {
+        /// `table` (runc's columns) or `json` (a list of OCI states).
         #[arg(short, long, value_enum, default_value = "table")]
         format: Format,
         /// Print ids only.
@@ -155,10 +168,11 @@ struct CreateArgs {
     /// master is sent (SCM_RIGHTS), as runc sends it.
     #[arg(long, value_name = "PATH")]
     console_socket: Option<PathBuf>,
+    /// The container's id: unique on this runtime root.
     id: String,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Table,
     Json,
@@ -277,28 +291,30 @@ fn clamp(code: i32) -> u8 {
 fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|err| Error::io("print", "stdout", io::Error::other(err)))?;
-    writeln!(io::stdout(), "{text}").map_err(|err| Error::io("print", "stdout", err))
+    quiet_if_closed(writeln!(io::stdout(), "{text}"))
+}
+
+/// A write to stdout's result: a reader that went away (`| head`) ends the output quietly.
+fn quiet_if_closed(written: io::Result<()>) -> Result<(), Error> {
+    match written {
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        written => written.map_err(|err| Error::io("print", "stdout", err)),
+    }
 }
 
 fn list(runtime: &Runtime, format: Format, quiet: bool) -> Result<(), Error> {
     let states = runtime.list()?;
-    let mut out = io::stdout().lock();
-    let write_error = |err| Error::io("print", "stdout", err);
-    if quiet {
-        for state in &states {
-            writeln!(out, "{}", state.id).map_err(write_error)?;
-        }
-        return Ok(());
-    }
-    match format {
-        Format::Json => {
-            drop(out);
-            print_json(&states)
-        }
-        Format::Table => out
-            .write_all(table(&states).as_bytes())
-            .map_err(write_error),
-    }
+    let text = if quiet {
+        states
+            .iter()
+            .map(|state| format!("{}\n", state.id))
+            .collect()
+    } else if format == Format::Json {
+        return print_json(&states);
+    } else {
+        table(&states)
+    };
+    quiet_if_closed(io::stdout().lock().write_all(text.as_bytes()))
 }
 
 /// runc's list table: ID, PID, STATUS, BUNDLE, CREATED, OWNER, in aligned columns.

@@ -115,7 +115,8 @@ pub fn run(socket: &Path, request: &Request, show: Show, json: bool) -> ExitCode
         Err(err) => return fail(&err),
     };
     if json {
-        print!("{raw}");
+        // A closed stdout (`| head`) ends the output, not the command.
+        let _ = io::stdout().write_all(raw.as_bytes());
     }
     if !answer.ok {
         if !json {

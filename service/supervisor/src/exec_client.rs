@@ -45,7 +45,8 @@ pub fn run(socket: &Path, name: &str, args: Vec<String>, tty: bool, json: bool) 
     match session(socket, &request, tty) {
         Ok(code) => {
             if json {
-                println!("{{\"ok\":true,\"exit_code\":{code}}}");
+                let line = format!("{{\"ok\":true,\"exit_code\":{code}}}\n");
+                let _ = io::stdout().write_all(line.as_bytes());
             }
             ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1))
         }

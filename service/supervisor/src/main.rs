@@ -1,7 +1,8 @@
 //! `service`: the command that runs on an image beside PID 1: the supervisor daemon
 //! (`system-init`), the operator's commands that talk to it over its control socket (`list`,
 //! `status`, `start`, `stop`, `restart`, `kill`, `logs`, `exec`, `shutdown`), the onboot and
-//! onshutdown runners, bundle checks, and the embedded OCI runtime.
+//! onshutdown runners, bundle checks, the embedded OCI runtime, and its own shell completions
+//! and manual pages.
 //! Runs in: the image (as root), or on a build host for `service check`.
 #![deny(unsafe_code)]
 
@@ -26,10 +27,11 @@ mod ring;
 mod volumes;
 
 use std::future::Future;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use runtime::cli::RuntimeOptions;
 use runtime::container_init;
 use runtime::helper::Helper;
@@ -39,7 +41,11 @@ use crate::client::Show;
 use crate::protocol::Request;
 
 #[derive(Debug, Parser)]
-#[command(name = "service", version, about = "Kiln's service supervisor")]
+#[command(
+    name = "service",
+    version,
+    about = "Kiln's service supervisor: runs an image's services and answers the operator's commands"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -88,24 +94,28 @@ enum Command {
     List(ClientArgs),
     /// One service: state and since when, pid, uptime, restarts, last exit, its last lines.
     Status {
+        /// The service (its name in the manifest).
         name: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Start a service, whatever it is doing (stopped, failed, backing off); waits until it runs.
     Start {
+        /// The service (its name in the manifest).
         name: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Stop a service (its stop signal, then SIGKILL after its stop timeout); it stays stopped.
     Stop {
+        /// The service (its name in the manifest).
         name: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Stop a running service and start it again (or start one that is not running).
     Restart {
+        /// The service (its name in the manifest).
         name: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -113,7 +123,9 @@ enum Command {
     /// Send a signal to a service's init (`HUP`, `SIGUSR1`, `9`); an exit it causes is handled
     /// by the service's restart policy.
     Kill {
+        /// The service (its name in the manifest).
         name: String,
+        /// The signal: a name with or without SIG (`HUP`, `SIGUSR1`) or a number (`9`).
         signal: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -126,6 +138,7 @@ enum Command {
         /// Only the last N lines.
         #[arg(short = 'n', long, value_name = "N")]
         lines: Option<usize>,
+        /// The service (its name in the manifest).
         name: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -139,7 +152,9 @@ enum Command {
         /// `service exec -t web -- sh`).
         #[arg(short, long)]
         tty: bool,
+        /// The running service whose container the command joins.
         name: String,
+        /// The command and its arguments, after `--`.
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
         #[command(flatten)]
@@ -149,6 +164,18 @@ enum Command {
     Shutdown(ClientArgs),
     /// The embedded OCI runtime, with runc's command line.
     Runtime(runtime::cli::RuntimeArgs),
+    /// Print a shell's completion script for service, e.g. `service completions bash >
+    /// /usr/share/bash-completion/completions/service`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write service's manual pages (service.1, service-list.1, ...) into a directory.
+    Man {
+        /// The directory the pages are written to (made if missing).
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 /// How the operator's commands reach the supervisor.
@@ -261,7 +288,7 @@ fn console_from_cmdline() -> console::Level {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let (level, problem) = console::Level::from_cmdline(&cmdline);
     if let Some(problem) = problem {
-        println!("service: {problem}");
+        let _ = writeln!(std::io::stdout(), "service: {problem}");
     }
     level
 }
@@ -328,5 +355,36 @@ fn main() -> ExitCode {
         } => exec_client::run(&client.socket, &name, command, tty, client.json),
         Command::Shutdown(client) => client.run(Request::Shutdown, Show::Done),
         Command::Runtime(args) => runtime::cli::run(args),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "service", &mut script);
+            // A closed stdout ends the output quietly.
+            let _ = std::io::stdout().write_all(&script);
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => man(&dir),
+    }
+}
+
+fn man(dir: &std::path::Path) -> ExitCode {
+    let written =
+        std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(Cli::command(), dir));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("service man: {}: {err}", dir.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_and_argument_says_what_it_is() {
+        Cli::command().debug_assert();
+        assert_eq!(clidoc::undocumented(&Cli::command()), Vec::<String>::new());
     }
 }

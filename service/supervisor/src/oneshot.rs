@@ -145,17 +145,24 @@ pub fn print_plans(section: Section, paths: &Paths) -> ExitCode {
                 continue;
             }
         };
-        println!("{section} {id}:");
+        let mut plan = format!("{section} {id}:\n");
         for step in plan::filesystem(&bundle.dir, &config, &hierarchies) {
-            println!("  {step}");
+            plan.push_str(&format!("  {step}\n"));
         }
-        println!("  create container {id} from {}", bundle.dir.display());
+        plan.push_str(&format!(
+            "  create container {id} from {}\n",
+            bundle.dir.display()
+        ));
         for step in plan::process(&config) {
-            println!("  {step}");
+            plan.push_str(&format!("  {step}\n"));
         }
         match config.run_limit() {
-            Some(secs) => println!("  start and wait, killing it after {secs}s"),
-            None => println!("  start and wait"),
+            Some(secs) => plan.push_str(&format!("  start and wait, killing it after {secs}s\n")),
+            None => plan.push_str("  start and wait\n"),
+        }
+        // A closed stdout (`| head`) ends the listing quietly.
+        if io::stdout().write_all(plan.as_bytes()).is_err() {
+            return status;
         }
     }
     status

@@ -2,7 +2,8 @@
 //! anything and reports every problem with its file, line and field; `kiln build` turns them
 //! into an image (a tar, or kernel+initrd), pulling registry images into the local cache;
 //! `kiln pkg build` makes the images packages describe, into the local cache; `kiln cache`
-//! lists and clears that cache; `kiln run` boots a built image under qemu.
+//! lists and clears that cache; `kiln run` boots a built image under qemu; `kiln completions`
+//! and `kiln man` write shell completions and manual pages from these command definitions.
 //! Runs in: a user's shell on the build host.
 
 use std::io::{self, IsTerminal, Read, Write};
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kiln::build::assemble;
 use kiln::build::output::{self, Format};
 use kiln::images::credentials::Login;
@@ -30,7 +31,11 @@ const TIMED_OUT: u8 = 124;
 #[command(
     name = "kiln",
     version,
-    about = "Build and check LinuxKit-style image manifests"
+    about = "Check, build and boot LinuxKit-style image manifests",
+    long_about = "Check, build and boot LinuxKit-style image manifests: `kiln validate` checks \
+                  them, `kiln build` makes a bootable image, `kiln run` boots it under qemu, \
+                  `kiln pkg` builds the packages they use and `kiln cache` keeps the images \
+                  they pull."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -84,6 +89,18 @@ enum Command {
     /// Packages: folders with a build.yml that make an image without Docker.
     #[command(subcommand)]
     Pkg(Pkg),
+    /// Print a shell's completion script for kiln, e.g. `kiln completions bash >
+    /// /etc/bash_completion.d/kiln`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write kiln's manual pages (kiln.1, kiln-build.1, ...) into a directory.
+    Man {
+        /// The directory the pages are written to (made if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `kiln run`'s options.
@@ -116,7 +133,8 @@ struct RunArgs {
     /// Seconds until the VM is stopped (default: never).
     #[arg(long, value_name = "S")]
     timeout: Option<u64>,
-    /// The image: the output directory and the name given to `kiln build`.
+    /// The image: the output directory and the name given to `kiln build`; a directory alone
+    /// lists the images it holds.
     #[arg(value_name = "OUT/NAME")]
     image: PathBuf,
 }
@@ -150,7 +168,11 @@ struct Cache {
 #[derive(Debug, Subcommand)]
 enum CacheCommand {
     /// List the images in the cache: reference, digest and the size of their blobs.
-    Ls,
+    Ls {
+        /// Print a JSON list of {reference, digest, size} (size in bytes).
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove images from the cache, and the blobs no other image uses.
     Rm {
         /// References as manifests write them, or as `kiln cache ls` shows them.
@@ -185,6 +207,7 @@ enum Pkg {
 }
 
 fn main() -> ExitCode {
+    default_sigpipe();
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { json, print, files } => validate(&files, json, print),
@@ -204,6 +227,37 @@ fn main() -> ExitCode {
             packages,
         }) => pkg_build(&packages, force, cache),
         Command::Pkg(Pkg::ShowTag { packages }) => pkg_show_tag(&packages),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => man(&dir),
+    }
+}
+
+/// A closed standard output ends kiln as it ends Unix tools (`kiln validate --json x.yml |
+/// head`): by SIGPIPE, quietly, where Rust's default would report the write as an error or
+/// panic. kiln writes to no pipe or socket whose reader may go away but stdout and stderr
+/// (registries are spoken to over TCP, which never raises SIGPIPE), and its children get
+/// the default disposition anyway.
+#[allow(unsafe_code, reason = "signal(2) has no safe wrapper")]
+fn default_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: no handler function is installed (SIG_DFL), and no thread exists yet.
+    if let Err(err) = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) } {
+        eprintln!("kiln: restore SIGPIPE: {err}");
+    }
+}
+
+fn man(dir: &Path) -> ExitCode {
+    let written =
+        std::fs::create_dir_all(dir).and_then(|()| clap_mangen::generate_to(Cli::command(), dir));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kiln man: {}: {err}", dir.display());
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -269,7 +323,12 @@ fn run(args: RunArgs) -> ExitCode {
 fn cache(Cache { cache, command }: Cache) -> ExitCode {
     let dir = cache.unwrap_or_else(kiln::images::cache::default_cache);
     let result = match &command {
-        CacheCommand::Ls => kiln::images::cache::list(&dir).map(|entries| {
+        CacheCommand::Ls { json: true } => kiln::images::cache::list(&dir).and_then(|entries| {
+            let text = serde_json::to_string_pretty(&entries)?;
+            println!("{text}");
+            Ok(())
+        }),
+        CacheCommand::Ls { json: false } => kiln::images::cache::list(&dir).map(|entries| {
             let width = entries
                 .iter()
                 .map(|e| e.name.len())
@@ -471,17 +530,25 @@ fn validate(files: &[String], json: bool, print: bool) -> ExitCode {
         }
         return ExitCode::FAILURE;
     }
-    if print {
-        defaults::fill(&mut manifest);
-        match serde_yaml_ng::to_string(&manifest) {
-            Ok(text) => print!("{text}"),
-            Err(err) => {
-                eprintln!("kiln: cannot print the manifest: {err}");
-                return ExitCode::FAILURE;
+    if !print {
+        if !json {
+            for input in &inputs {
+                println!("{}: valid", input.name);
             }
         }
+        return ExitCode::SUCCESS;
     }
-    ExitCode::SUCCESS
+    defaults::fill(&mut manifest);
+    match serde_yaml_ng::to_string(&manifest) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("kiln: cannot print the manifest: {err}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Reads a manifest file, or standard input for `-`.
@@ -498,4 +565,15 @@ fn read(file: &str) -> io::Result<Input> {
         name: file.to_owned(),
         text: std::fs::read_to_string(file)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_and_argument_says_what_it_is() {
+        Cli::command().debug_assert();
+        assert_eq!(clidoc::undocumented(&Cli::command()), Vec::<String>::new());
+    }
 }

@@ -215,3 +215,138 @@ fn the_example_manifests_in_yml_validate() {
         assert!(out.status.success(), "{file}: {}", text(&out.stderr));
     }
 }
+
+#[test]
+fn a_valid_manifest_is_said_to_be_valid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("web.yml");
+    std::fs::write(&file, "services:\n  - name: web\n    image: x\n").expect("write");
+    let file = file.to_str().expect("utf-8");
+    let out = kiln(&["validate", file, "-"], Some("onboot: []\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("{file}: valid\n<stdin>: valid\n")
+    );
+    assert_eq!(text(&out.stderr), "");
+}
+
+/// Runs kiln with a standard output whose reader is already gone.
+fn with_closed_stdout(args: &[&str]) -> Output {
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("kiln runs")
+}
+
+#[test]
+fn a_closed_stdout_ends_a_command_quietly_as_sigpipe_does() {
+    use std::os::unix::process::ExitStatusExt;
+    let corpus = linuxkit_yml("valid");
+    let first = corpus[0].to_str().expect("utf-8");
+    for args in [
+        vec!["validate", "--json", first],
+        vec!["validate", "--print", first],
+        vec!["validate", first],
+        vec!["completions", "bash"],
+        vec!["--help"],
+    ] {
+        let out = with_closed_stdout(&args);
+        assert_eq!(
+            out.status.signal(),
+            Some(13),
+            "kiln {args:?}: {:?}",
+            out.status
+        );
+        assert_eq!(text(&out.stderr), "", "kiln {args:?}");
+    }
+}
+
+#[test]
+fn run_given_a_directory_or_a_wrong_name_names_the_images_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).expect("out");
+    let listed = |args: &[&str]| {
+        let run = kiln(args, None);
+        assert_eq!(run.status.code(), Some(1), "{args:?}");
+        text(&run.stderr)
+    };
+    let outdir = out.to_str().expect("utf-8");
+    let stderr = listed(&["run", outdir]);
+    assert!(
+        stderr.contains(&format!("{outdir} holds no image")),
+        "{stderr}"
+    );
+    for (file, text) in [
+        ("web-vmlinux", "elf"),
+        ("web-initrd.img", "cpio"),
+        ("db-kernel", "bz"),
+        ("db-initrd.img", "cpio"),
+        ("half-initrd.img", "no kernel beside it"),
+        ("notes-kernel", "no initrd beside it"),
+    ] {
+        std::fs::write(out.join(file), text).expect("write");
+    }
+    let images = format!("{outdir} holds {outdir}/db, {outdir}/web");
+    let stderr = listed(&["run", outdir]);
+    assert!(
+        stderr.starts_with(&format!(
+            "kiln run: {outdir}: {outdir} is a directory: give OUT/NAME; {images}"
+        )),
+        "{stderr}"
+    );
+    let stderr = listed(&["run", &format!("{outdir}/wbe")]);
+    assert!(
+        stderr.contains(&format!("no kernel at {outdir}/wbe-vmlinux")),
+        "{stderr}"
+    );
+    assert!(stderr.trim_end().ends_with(&images), "{stderr}");
+}
+
+#[test]
+fn completions_parse_and_manual_pages_render() {
+    let bash = kiln(&["completions", "bash"], None);
+    assert!(bash.status.success());
+    let script = text(&bash.stdout);
+    assert!(
+        script.contains("validate") && script.contains("--publish"),
+        "{script}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("kiln.bash");
+    std::fs::write(&file, &script).expect("write");
+    clidoc::bash_parses(&file).unwrap_or_else(|err| panic!("{err}"));
+    for shell in ["zsh", "fish"] {
+        let out = kiln(&["completions", shell], None);
+        assert!(
+            out.status.success() && text(&out.stdout).contains("cache"),
+            "{shell}"
+        );
+    }
+    let pages = dir.path().join("man");
+    let made = kiln(&["man", pages.to_str().expect("utf-8")], None);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    for page in [
+        "kiln.1",
+        "kiln-build.1",
+        "kiln-run.1",
+        "kiln-cache-ls.1",
+        "kiln-pkg-show-tag.1",
+    ] {
+        let path = pages.join(page);
+        assert!(path.is_file(), "{page}");
+        let shown = clidoc::rendered(&path).unwrap_or_else(|err| panic!("{err}"));
+        assert!(
+            shown.contains("NAME") && shown.contains("SYNOPSIS"),
+            "{page}: {shown}"
+        );
+    }
+    let run_page = text(&std::fs::read(pages.join("kiln-run.1")).expect("page"));
+    assert!(run_page.contains("publish"), "{run_page}");
+}

@@ -558,6 +558,29 @@ fn a_pulled_image_builds_and_the_second_build_needs_no_registry() {
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(listed.starts_with("REFERENCE"), "{listed}");
     assert!(listed.contains(&reference), "{listed}");
+    // --json: the same image, its whole digest and its size in bytes, which add up to the blobs.
+    let json = kiln.run(&["cache", "ls", "--json"]);
+    succeeded(&json);
+    let entries: Value = serde_json::from_slice(&json.stdout).expect("a JSON list");
+    let entries = entries.as_array().expect("a list");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["reference"], reference.as_str());
+    let digest = entries[0]["digest"].as_str().expect("digest");
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+    assert!(listed.contains(&digest[..19]), "{listed}");
+    let blobs: u64 = kiln
+        .cache_blobs()
+        .iter()
+        .map(|name| {
+            fs::metadata(kiln.cache().join("blobs/sha256").join(name))
+                .expect("blob")
+                .len()
+        })
+        .sum();
+    assert_eq!(entries[0]["size"], blobs);
 
     // An unknown tag and an unknown repository, while the registry runs.
     let err = kiln.build_fails(&format!("{}/kiln/hello:v2", server.host), "missing", &[]);

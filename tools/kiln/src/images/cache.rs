@@ -36,8 +36,9 @@ pub fn user_cache() -> PathBuf {
 }
 
 /// One image in the cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Entry {
+    #[serde(rename = "reference")]
     pub name: String,
     pub digest: String,
     /// The bytes of the blobs it uses that the cache holds.

@@ -48,6 +48,58 @@ pub struct Machine {
     pub timeout: Option<Duration>,
 }
 
+/// The suffixes of a kernel+initrd image's files.
+const VMLINUX: &str = "-vmlinux";
+const BZIMAGE: &str = "-kernel";
+const INITRD: &str = "-initrd.img";
+
+/// `prefix` with `suffix` appended to its last component.
+fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut name = prefix.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The kernel of the image at `prefix`: the ELF one if the build wrote it, else the bzImage.
+fn kernel_of(prefix: &Path) -> Option<PathBuf> {
+    [VMLINUX, BZIMAGE]
+        .into_iter()
+        .map(|suffix| with_suffix(prefix, suffix))
+        .find(|path| path.is_file())
+}
+
+/// The images (`DIR/NAME`: a kernel and an initrd) the directory `dir` holds, by name.
+fn images_in(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut images: Vec<PathBuf> = entries
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let prefix = dir.join(name.strip_suffix(INITRD)?);
+            kernel_of(&prefix).map(|_| prefix)
+        })
+        .collect();
+    images.sort();
+    images
+}
+
+/// Says which images `dir` holds, for an error that names a wrong one.
+fn holds(dir: &Path) -> String {
+    let images = images_in(dir);
+    if images.is_empty() {
+        return format!(
+            "{} holds no image (NAME-initrd.img with NAME-vmlinux or NAME-kernel)",
+            dir.display()
+        );
+    }
+    let names: Vec<String> = images
+        .iter()
+        .map(|image| image.display().to_string())
+        .collect();
+    format!("{} holds {}", dir.display(), names.join(", "))
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -90,30 +142,34 @@ pub enum Console {
 impl Machine {
     /// The machine `kiln build` wrote as `PREFIX-vmlinux` (or `PREFIX-kernel`),
     /// `PREFIX-initrd.img` and `PREFIX-cmdline`, where `prefix` is `OUT/NAME`.
+    /// A directory, or a prefix naming no image, is refused with the images the directory
+    /// holds.
     pub fn built(prefix: &Path) -> Result<Self> {
-        let with = |suffix: &str| {
-            let mut name = prefix.as_os_str().to_owned();
-            name.push(suffix);
-            PathBuf::from(name)
-        };
-        let (vmlinux, bzimage) = (with("-vmlinux"), with("-kernel"));
-        let kernel = if vmlinux.is_file() {
-            vmlinux
-        } else if bzimage.is_file() {
-            bzimage
-        } else {
+        if prefix.is_dir() {
             bail!(
-                "no kernel at {} or {}: build the image with `kiln build -o DIR FILE.yml` \
-                 (format kernel+initrd) and give DIR/NAME",
-                vmlinux.display(),
-                bzimage.display()
+                "{} is a directory: give OUT/NAME; {}",
+                prefix.display(),
+                holds(prefix)
             );
-        };
-        let initrd = with("-initrd.img");
+        }
+        let kernel = kernel_of(prefix).ok_or_else(|| {
+            let dir = match prefix.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            anyhow::anyhow!(
+                "no kernel at {} or {}: build the image with `kiln build -o DIR FILE.yml` \
+                 (format kernel+initrd) and give DIR/NAME; {}",
+                with_suffix(prefix, VMLINUX).display(),
+                with_suffix(prefix, BZIMAGE).display(),
+                holds(dir)
+            )
+        })?;
+        let initrd = with_suffix(prefix, INITRD);
         if !initrd.is_file() {
             bail!("no initrd at {}", initrd.display());
         }
-        let cmdline_path = with("-cmdline");
+        let cmdline_path = with_suffix(prefix, "-cmdline");
         let cmdline = match fs::read_to_string(&cmdline_path) {
             Ok(text) => text.trim().to_owned(),
             Err(err) if err.kind() == io::ErrorKind::NotFound => String::new(),
