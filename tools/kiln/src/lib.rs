@@ -36,9 +36,14 @@ pub fn load(inputs: &[Input]) -> (Manifest, Report) {
         merged.merge(manifest);
     }
     manifest::check::check(&merged, &mut report);
+    sort(&mut report, inputs);
+    (merged, report)
+}
+
+/// Puts the report's problems in file order (as `inputs` has the files), then line order.
+pub fn sort(report: &mut Report, inputs: &[Input]) {
     let order = |file: &str| inputs.iter().position(|input| input.name == file);
     report
         .diagnostics
         .sort_by_key(|diagnostic| (order(&diagnostic.file), diagnostic.line));
-    (merged, report)
 }

@@ -434,15 +434,27 @@ fn build(
             }
         }
     }
-    let (manifest, report) = kiln::load(&inputs);
-    if !report.diagnostics.is_empty() {
-        for diagnostic in &report.diagnostics {
-            eprintln!("{diagnostic}");
+    let name = name.unwrap_or_else(|| default_name(&files[0]));
+    let (manifest, mut report) = kiln::load(&inputs);
+    kiln::build::preflight::check(&manifest, &mut report, format);
+    kiln::sort(&mut report, &inputs);
+    let mut problems: Vec<String> = report.diagnostics.iter().map(ToString::to_string).collect();
+    if name.is_empty() || name.contains('/') {
+        problems.push(format!(
+            "--name: the image name `{name}` must be a non-empty file name"
+        ));
+    }
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("{problem}");
         }
-        eprintln!("kiln: the manifest is not valid; nothing was built");
+        let count = problems.len();
+        eprintln!(
+            "kiln: {count} problem{} found; nothing was built",
+            if count == 1 { "" } else { "s" }
+        );
         return ExitCode::FAILURE;
     }
-    let name = name.unwrap_or_else(|| default_name(&files[0]));
     let cache = cache.unwrap_or_else(kiln::images::cache::default_cache);
     let terminal = io::stderr().is_terminal();
     let mut progress = |image: &str, done: usize, total: usize| {

@@ -432,8 +432,13 @@ fn builds_are_reproducible_and_kernel_initrd_is_written() {
 
 /// Runs a failing build into `out` and returns its error output; `out` must stay empty.
 fn fails(dir: &Path, manifest: &str) -> String {
+    fails_as(dir, manifest, "kernel+initrd")
+}
+
+/// `fails` in the output format `format`.
+fn fails_as(dir: &Path, manifest: &str, format: &str) -> String {
     fs::write(dir.join("bad.yml"), manifest).expect("manifest");
-    let output = kiln(dir, &["build", "-o", "out", "bad.yml"]);
+    let output = kiln(dir, &["build", "-o", "out", "--format", format, "bad.yml"]);
     assert_eq!(output.status.code(), Some(1));
     let written = fs::read_dir(dir.join("out")).map_or(0, |d| d.count());
     assert_eq!(written, 0, "nothing is written on failure");
@@ -464,18 +469,23 @@ fn a_bad_digest_a_missing_image_and_a_bad_manifest_write_nothing() {
         "{err}"
     );
 
-    let err = fails(&dir, "onboot:\n  - name: x\n    image: oci:nowhere\n");
+    let err = fails_as(
+        &dir,
+        "onboot:\n  - name: x\n    image: oci:nowhere\n",
+        "tar",
+    );
     assert!(
-        err.contains("onboot[0] (bad.yml:2): image `oci:nowhere`: cannot read"),
+        err.contains("bad.yml:3: onboot[0].image: image `oci:nowhere`: cannot read"),
         "{err}"
     );
     // A registry image the cache lacks is pulled; here nothing listens on its port.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port");
-    let err = fails(
+    let err = fails_as(
         &dir,
         &format!("onboot:\n  - name: x\n    image: {closed}/alpine:3.20\n"),
+        "tar",
     );
     assert!(
         err.contains(&format!(
@@ -497,4 +507,72 @@ fn a_bad_digest_a_missing_image_and_a_bad_manifest_write_nothing() {
     // kernel+initrd without a kernel.
     let err = fails(&dir, "init: [oci:init]\n");
     assert!(err.contains("needs a `kernel` section"), "{err}");
+}
+
+#[test]
+fn a_build_reports_every_problem_it_can_find_before_fetching_in_one_run() {
+    let (_guard, dir) = workspace();
+    std::os::unix::fs::symlink("/nonexistent", dir.join("dangling")).expect("symlink");
+    nix::unistd::mkfifo(
+        &dir.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .expect("fifo");
+    fs::create_dir(dir.join("notes")).expect("dir");
+    // A registry nothing listens on: were anything fetched before the checks, the build would
+    // say it cannot reach it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let manifest = format!(
+        "init:
+  - oci:init
+  - \"@pkg:./nopkg\"
+onboot:
+  - name: ok
+    image: oci:tool
+  - name: archived
+    image: oci-archive:missing.tar
+    capabilities: [CAP_FLY]
+services:
+  - name: pulled
+    image: {closed}/alpine:3.20
+files:
+  - path: etc/a
+    source: missing.txt
+  - path: etc/b
+    source: fifo
+  - path: etc/c
+    source: notes
+  - path: ../../etc/d
+    contents: x
+  - path: etc/e
+    source: dangling
+  - path: etc/f
+    source: absent
+    optional: true
+"
+    );
+    let err = fails(&dir, &manifest);
+    let lines: Vec<&str> = err.lines().collect();
+    let expected = [
+        "bad.yml: the kernel+initrd format needs a `kernel` section",
+        "bad.yml:3: init[1]: image `@pkg:./nopkg`: ././nopkg/build.yml: cannot read the package definition",
+        "bad.yml:8: onboot[1].image: image `oci-archive:missing.tar`: cannot read ./missing.tar: No such file",
+        "bad.yml:9: onboot[1].capabilities[0]: unknown capability `CAP_FLY`",
+        "bad.yml:15: files[0].source: cannot read ./missing.txt: No such file",
+        "bad.yml:17: files[1].source: ./fifo is a FIFO: a source must be a regular file",
+        "bad.yml:19: files[2].source: ./notes is a directory",
+        "bad.yml:20: files[3].path: path `../../etc/d` leaves its tree with `..`",
+        "bad.yml:23: files[4].source: cannot read ./dangling: No such file",
+        "kiln: 9 problems found; nothing was built",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for (line, expected) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(expected),
+            "{line}\n  is not\n{expected}\n\n{err}"
+        );
+    }
+    assert!(!err.contains("pull"), "{err}");
 }

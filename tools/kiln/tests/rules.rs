@@ -553,6 +553,18 @@ fn files_need_one_source_of_contents() {
         "not an octal mode",
     );
     one_problem(
+        "files:\n  - path: ../../etc/x\n    contents: x\n",
+        2,
+        "files[0].path",
+        "path `../../etc/x` leaves its tree with `..`",
+    );
+    one_problem(
+        "files:\n  - path: /.\n    directory: true\n",
+        2,
+        "files[0].path",
+        "`/.` is the root",
+    );
+    one_problem(
         "files:\n  - path: a\n    contents: x\n    uid: www\n",
         4,
         "files[0].uid",

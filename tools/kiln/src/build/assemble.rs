@@ -207,18 +207,9 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    /// The directory relative image paths and sources of the entry at `origin` start from.
-    fn base(&self, origin: &Origin) -> PathBuf {
-        let name = &self.report.documents[origin.document].name;
-        match Path::new(name).parent() {
-            Some(dir) if !name.starts_with('<') && !dir.as_os_str().is_empty() => dir.to_owned(),
-            _ => PathBuf::from("."),
-        }
-    }
-
     /// Reads an image once per build.
     fn image(&mut self, origin: &Origin, text: &str) -> Result<Rc<LocalImage>> {
-        let base = self.base(origin);
+        let base = self.report.base(origin);
         let key = (base.clone(), text.to_owned());
         if let Some(image) = self.images.get(&key) {
             return Ok(image.clone());
@@ -428,7 +419,7 @@ impl Builder<'_> {
         } else if !file.metadata.is_empty() {
             file_kind(metadata(manifest, &file.metadata)?)
         } else if !file.source.is_empty() {
-            let path = expand_home(&file.source, &self.base(&file.origin));
+            let path = source_path(file, self.report);
             match std::fs::read(&path) {
                 Ok(bytes) => file_kind(bytes),
                 Err(_) if file.optional => return Ok(()),
@@ -469,11 +460,12 @@ fn file_kind(data: Vec<u8>) -> Kind {
     }
 }
 
-/// `~/` at the start is the user's home; a relative path starts at `base`.
-fn expand_home(source: &str, base: &Path) -> PathBuf {
-    match (source.strip_prefix("~/"), std::env::var_os("HOME")) {
+/// Where a `files:` entry's `source` is on this machine: `~/` at the start is the user's home;
+/// a relative path starts at its manifest's directory.
+pub fn source_path(file: &File, report: &Report) -> PathBuf {
+    match (file.source.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => Path::new(&home).join(rest),
-        _ => base.join(source),
+        _ => report.base(&file.origin).join(&file.source),
     }
 }
 

@@ -7,4 +7,5 @@ pub mod assemble;
 pub mod container;
 pub mod mountpoint;
 pub mod output;
+pub mod preflight;
 pub mod source;

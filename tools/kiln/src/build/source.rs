@@ -7,7 +7,7 @@
 //! Runs in: `kiln build` on the build host. Writes only what pulls and package builds put into
 //! the caches.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -38,7 +38,7 @@ impl Sources<'_> {
         let source = ImageSource::parse(text).map_err(|err| anyhow!(err))?;
         let image = match &source {
             ImageSource::OciLayout(path) => {
-                let (dir, name) = self.layout_path(path);
+                let (dir, name) = layout_path(&self.base, path);
                 local::from_layout(&dir, name.as_deref(), progress)
             }
             ImageSource::OciArchive(path) => {
@@ -78,18 +78,47 @@ impl Sources<'_> {
         let name = pkg::build::cache_name(&built.reference)?;
         local::from_layout(&self.cache, Some(&name), progress)
     }
+}
 
-    /// `PATH` or `PATH:NAME`: the name is split off only when the whole text is not a
-    /// directory and the part before the last `:` is.
-    fn layout_path(&self, text: &str) -> (PathBuf, Option<String>) {
-        let whole = self.base.join(text);
-        if !whole.is_dir() {
-            if let Some((dir, name)) = text.rsplit_once(':') {
-                if self.base.join(dir).is_dir() {
-                    return (self.base.join(dir), Some(name.to_owned()));
-                }
+/// Whether the image `text` names (as a manifest entry at `base` writes it) can be read
+/// without fetching anything: a local layout or archive is there, a package folder holds a
+/// valid build.yml. A registry reference is taken as written: the cache or the registry is
+/// asked when it is read.
+pub fn locate(base: &Path, text: &str) -> Result<(), String> {
+    let is = |path: &Path, what: &str, test: fn(&std::fs::Metadata) -> bool| match path.metadata() {
+        Ok(meta) if test(&meta) => Ok(()),
+        Ok(_) => Err(format!("{} is not {what}", path.display())),
+        Err(err) => Err(format!("cannot read {}: {err}", path.display())),
+    };
+    match ImageSource::parse(text)? {
+        ImageSource::OciLayout(path) => {
+            let (dir, _) = layout_path(base, &path);
+            is(
+                &dir.join("index.json"),
+                "an OCI image layout's index",
+                std::fs::Metadata::is_file,
+            )
+        }
+        ImageSource::OciArchive(path) | ImageSource::DockerArchive(path) => is(
+            &base.join(path),
+            "an archive file",
+            std::fs::Metadata::is_file,
+        ),
+        ImageSource::Registry(_) => Ok(()),
+        ImageSource::Package(path) => Package::load(&base.join(path)).map(drop),
+    }
+}
+
+/// `PATH` or `PATH:NAME`: the name is split off only when the whole text is not a directory
+/// and the part before the last `:` is.
+fn layout_path(base: &Path, text: &str) -> (PathBuf, Option<String>) {
+    let whole = base.join(text);
+    if !whole.is_dir() {
+        if let Some((dir, name)) = text.rsplit_once(':') {
+            if base.join(dir).is_dir() {
+                return (base.join(dir), Some(name.to_owned()));
             }
         }
-        (whole, None)
     }
+    (whole, None)
 }

@@ -14,6 +14,7 @@ use crate::manifest::mounts::{self, Bind};
 use crate::manifest::process;
 use crate::manifest::reference::ImageSource;
 use crate::manifest::{File, Manifest, Volume};
+use crate::tree;
 
 /// The propagation modes a root filesystem can have.
 const PROPAGATIONS: [&str; 8] = [
@@ -487,8 +488,17 @@ impl<'m> Checker<'m, '_> {
 
     fn file(&mut self, file: &File) {
         let origin = &file.origin;
-        if file.path.is_empty() {
-            self.report.at(origin, &FieldPath::root(), "missing `path`");
+        match tree::key(&file.path) {
+            _ if file.path.is_empty() => {
+                self.report.at(origin, &FieldPath::root(), "missing `path`")
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => self.report.at(
+                origin,
+                &field("path"),
+                format!("`{}` is the root; name a file below it", file.path),
+            ),
+            Err(err) => self.report.at(origin, &field("path"), err),
         }
         let given: Vec<&str> = [
             ("contents", file.contents.is_some()),

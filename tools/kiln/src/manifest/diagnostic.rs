@@ -3,6 +3,7 @@
 //! Runs in: `kiln` on the build host. Pure data.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -64,6 +65,16 @@ impl Report {
     pub fn error(&mut self, document: usize, path: &FieldPath, message: impl Into<String>) {
         let line = self.documents[document].root.find(path).line;
         self.error_at_line(document, line, path, message);
+    }
+
+    /// The directory the relative paths of the entry at `origin` start from: its manifest's
+    /// (the working directory for standard input).
+    pub fn base(&self, origin: &Origin) -> PathBuf {
+        let name = &self.documents[origin.document].name;
+        match Path::new(name).parent() {
+            Some(dir) if !name.starts_with('<') && !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        }
     }
 
     /// An entry named for a message about a conflict with it: `services[2] (m.yml:14)`.
