@@ -1,7 +1,9 @@
-//! What the tests of `kiln` and `service` check about their command lines' documentation:
-//! every command and argument has a help text, a bash completion script parses, a manual page
-//! renders under man(1).
+//! What the tests of `kiln` and `service` check about their documentation: every command and
+//! argument has a help text, a bash completion script parses, a manual page renders under
+//! man(1), and the README's commands (in [`readme`]) are found for the tests that run them.
 //! Runs in: the tests, on the build host, as any user.
+
+pub mod readme;
 
 use std::path::Path;
 use std::process::Command;

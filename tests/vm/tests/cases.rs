@@ -322,3 +322,94 @@ fn the_getty_shell_takes_ctrl_c_and_ctrl_z_and_the_operators_commands_work_from_
     term.finish();
     assert_eq!(status.code(), Some(0), "{}", term.text);
 }
+
+/// The README's first image, by the README's own commands: validated, built and booted as it
+/// says from a directory that looks like the repository's root (the port it publishes moved
+/// to a free one, and the network restricted, as every test's is), the page fetched with its
+/// curl, and its console commands typed into getty's shell.
+#[test]
+fn the_readmes_first_image_builds_boots_serves_and_answers() {
+    use clidoc::readme::tagged;
+    let port = free_port().to_string();
+    let root = tempfile::tempdir().expect("a root-like directory");
+    release_binary("kiln");
+    for name in ["yml", "pkg", "target"] {
+        std::os::unix::fs::symlink(workspace().join(name), root.path().join(name)).expect("link");
+    }
+    let commands = tagged("first-image-run").commands();
+    let (run, before) = commands.split_last().expect("the README's commands");
+    let built = Command::new("sh")
+        .arg("-c")
+        .arg(format!("set -e; {}", before.join("; ")))
+        .current_dir(root.path())
+        .output()
+        .expect("sh runs");
+    let said = String::from_utf8_lossy(&built.stdout);
+    assert!(
+        built.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    assert!(said.contains("yml/first.yml: valid"), "{said}");
+    assert!(root.path().join("out/first-initrd.img").is_file());
+
+    let restricted = format!("kiln run --networking user,restrict=on --timeout {TIMEOUT} ");
+    let run = run
+        .replace("8080", &port)
+        .replacen("kiln run ", &restricted, 1);
+    let exports: Vec<&str> = before
+        .iter()
+        .map(String::as_str)
+        .filter(|command| command.starts_with("export "))
+        .collect();
+    let (mut term, mut child) = Terminal::spawn(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("{}; exec {run}", exports.join("; ")))
+            .current_dir(root.path()),
+    );
+    term.wait_for("service: web: running", Duration::from_secs(200));
+
+    // The published port accepts before the guest's server listens: asked until it answers.
+    let curl = tagged("first-image-curl")
+        .commands()
+        .join("; ")
+        .replace("8080", &port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let page = loop {
+        let fetched = Command::new("timeout")
+            .args(["10", "sh", "-c", &curl])
+            .output()
+            .expect("curl runs");
+        let page = String::from_utf8_lossy(&fetched.stdout).into_owned();
+        if fetched.status.success() && !page.is_empty() {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "`{curl}` never answered");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(page, "<h1>Hello from Kiln</h1>\n");
+
+    answered(&mut term, "echo up-$((1+1))\r", "up-2");
+    for command in tagged("first-image-console").commands() {
+        if command == "poweroff" {
+            term.type_keys("poweroff\r");
+            continue;
+        }
+        term.type_keys(&format!("{command}; echo done-$((6*7))\r"));
+        term.wait_for("done-42", Duration::from_secs(60));
+    }
+    let status = child.wait().expect("wait for kiln run");
+    term.finish();
+    assert_eq!(status.code(), Some(0), "{}", term.text);
+    // `service list`'s table: both services running.
+    for name in ["getty", "web"] {
+        assert!(
+            term.text
+                .lines()
+                .any(|line| line.starts_with(name) && line.contains("running")),
+            "no running {name} in `service list`:\n{}",
+            term.text
+        );
+    }
+}
