@@ -531,6 +531,7 @@ fn a_build_reports_every_problem_it_can_find_before_fetching_in_one_run() {
 onboot:
   - name: ok
     image: oci:tool
+  - name: unnamed
   - name: archived
     image: oci-archive:missing.tar
     capabilities: [CAP_FLY]
@@ -558,14 +559,15 @@ files:
     let expected = [
         "bad.yml: the kernel+initrd format needs a `kernel` section",
         "bad.yml:3: init[1]: image `@pkg:./nopkg`: ././nopkg/build.yml: cannot read the package definition",
-        "bad.yml:8: onboot[1].image: image `oci-archive:missing.tar`: cannot read ./missing.tar: No such file",
-        "bad.yml:9: onboot[1].capabilities[0]: unknown capability `CAP_FLY`",
-        "bad.yml:15: files[0].source: cannot read ./missing.txt: No such file",
-        "bad.yml:17: files[1].source: ./fifo is a FIFO: a source must be a regular file",
-        "bad.yml:19: files[2].source: ./notes is a directory",
-        "bad.yml:20: files[3].path: path `../../etc/d` leaves its tree with `..`",
-        "bad.yml:23: files[4].source: cannot read ./dangling: No such file",
-        "kiln: 9 problems found; nothing was built",
+        "bad.yml:7: onboot[1]: missing `image`",
+        "bad.yml:9: onboot[2].image: image `oci-archive:missing.tar`: cannot read ./missing.tar: No such file",
+        "bad.yml:10: onboot[2].capabilities[0]: unknown capability `CAP_FLY`",
+        "bad.yml:16: files[0].source: cannot read ./missing.txt: No such file",
+        "bad.yml:18: files[1].source: ./fifo is a FIFO: a source must be a regular file",
+        "bad.yml:20: files[2].source: ./notes is a directory",
+        "bad.yml:21: files[3].path: path `../../etc/d` leaves its tree with `..`",
+        "bad.yml:24: files[4].source: cannot read ./dangling: No such file",
+        "kiln: 10 problems found; nothing was built",
     ];
     assert_eq!(lines.len(), expected.len(), "{err}");
     for (line, expected) in lines.iter().zip(&expected) {

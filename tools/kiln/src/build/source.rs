@@ -83,14 +83,17 @@ impl Sources<'_> {
 /// Whether the image `text` names (as a manifest entry at `base` writes it) can be read
 /// without fetching anything: a local layout or archive is there, a package folder holds a
 /// valid build.yml. A registry reference is taken as written: the cache or the registry is
-/// asked when it is read.
+/// asked when it is read, and a malformed one is left to the manifest's checks, which name it.
 pub fn locate(base: &Path, text: &str) -> Result<(), String> {
     let is = |path: &Path, what: &str, test: fn(&std::fs::Metadata) -> bool| match path.metadata() {
         Ok(meta) if test(&meta) => Ok(()),
         Ok(_) => Err(format!("{} is not {what}", path.display())),
         Err(err) => Err(format!("cannot read {}: {err}", path.display())),
     };
-    match ImageSource::parse(text)? {
+    let Ok(source) = ImageSource::parse(text) else {
+        return Ok(());
+    };
+    match source {
         ImageSource::OciLayout(path) => {
             let (dir, _) = layout_path(base, &path);
             is(
