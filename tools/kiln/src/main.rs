@@ -439,10 +439,8 @@ fn build(
     kiln::build::preflight::check(&manifest, &mut report, format);
     kiln::sort(&mut report, &inputs);
     let mut problems: Vec<String> = report.diagnostics.iter().map(ToString::to_string).collect();
-    if name.is_empty() || name.contains('/') {
-        problems.push(format!(
-            "--name: the image name `{name}` must be a non-empty file name"
-        ));
+    if let Some(problem) = output::name_problem(&name) {
+        problems.push(format!("--name: {problem}"));
     }
     if !problems.is_empty() {
         for problem in &problems {

@@ -41,10 +41,20 @@ impl Format {
 /// Writes one output file's content.
 type Writer<'a> = Box<dyn Fn(&mut dyn Write) -> Result<()> + 'a>;
 
+/// What the kernel+initrd format says of a manifest without a kernel.
+pub const NEEDS_KERNEL: &str =
+    "the kernel+initrd format needs a `kernel` section naming an image (or give --format tar)";
+
+/// What is wrong with `name` as the outputs' base name, if anything.
+pub fn name_problem(name: &str) -> Option<String> {
+    (name.is_empty() || name.contains('/'))
+        .then(|| format!("the image name `{name}` must be a non-empty file name"))
+}
+
 /// Writes `assembly` as `format` into `dir` under `name`; returns the files written.
 pub fn write(assembly: &Assembly, dir: &Path, name: &str, format: Format) -> Result<Vec<PathBuf>> {
-    if name.is_empty() || name.contains('/') {
-        bail!("the image name `{name}` must be a non-empty file name");
+    if let Some(problem) = name_problem(name) {
+        bail!(problem);
     }
     let files: Vec<(String, Writer<'_>)> = match format {
         Format::Tar => vec![(
@@ -56,7 +66,7 @@ pub fn write(assembly: &Assembly, dir: &Path, name: &str, format: Format) -> Res
         )],
         Format::KernelInitrd => {
             let Some(kernel) = &assembly.kernel else {
-                bail!("the kernel+initrd format needs a `kernel` section naming an image");
+                bail!(NEEDS_KERNEL);
             };
             let mut files: Vec<(String, Writer<'_>)> = vec![
                 (

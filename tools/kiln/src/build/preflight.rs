@@ -10,7 +10,7 @@ use std::io;
 use std::os::unix::fs::FileTypeExt;
 
 use crate::build::assemble::source_path;
-use crate::build::output::Format;
+use crate::build::output::{Format, NEEDS_KERNEL};
 use crate::build::source::locate;
 use crate::manifest::diagnostic::{Diagnostic, Origin, Report};
 use crate::manifest::document::FieldPath;
@@ -29,7 +29,7 @@ pub fn check(manifest: &Manifest, report: &mut Report, format: Format) {
             file: name,
             line: 0,
             path: ".".into(),
-            message: "the kernel+initrd format needs a `kernel` section naming an image (or give --format tar)".into(),
+            message: NEEDS_KERNEL.into(),
         });
     }
     let image = FieldPath::root().key("image");
