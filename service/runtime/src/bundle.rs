@@ -72,14 +72,15 @@ pub(crate) fn prepare(bundle: &Path, id: &str, cgroup_parent: &str) -> Result<Sp
         return Err(fail(problems));
     }
 
+    // Absent means writable (config.md: root.readonly defaults to false); the builder's own
+    // default would make the root read-only.
     let readonly = spec.root().as_ref().and_then(|root| root.readonly());
-    let mut new_root = RootBuilder::default().path(root);
-    if let Some(readonly) = readonly {
-        new_root = new_root.readonly(readonly);
-    }
-    spec.set_root(Some(new_root.build().map_err(|err| {
-        fail(vec![in_config(Problem::new("root", err.to_string()))])
-    })?));
+    let new_root = RootBuilder::default()
+        .path(root)
+        .readonly(readonly.unwrap_or(false))
+        .build()
+        .map_err(|err| fail(vec![in_config(Problem::new("root", err.to_string()))]))?;
+    spec.set_root(Some(new_root));
     let mut linux = spec.linux().clone().unwrap_or_else(Linux::default);
     linux.set_cgroups_path(cgroups_path);
     spec.set_linux(Some(linux));

@@ -4,6 +4,7 @@
 //! `runtime create` to create containers).
 //! Mirrors runc's commands and flags (create, start, state, kill, delete, run, exec, list).
 
+use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -19,6 +20,7 @@ use crate::devbind;
 use crate::diagnostics;
 use crate::error::Error;
 use crate::exec::ExecOptions;
+use crate::hook_state;
 use crate::state::State;
 
 /// Where the runtime keeps state and puts containers; shared by every command that runs them.
@@ -81,7 +83,7 @@ enum Command {
         /// A name (TERM, SIGTERM) or number.
         signal: Option<String>,
     },
-    /// Delete a stopped or created container (any container with --force).
+    /// Delete a stopped container (any container with --force).
     Delete {
         /// Delete a running container too (SIGKILL to every process in its cgroup first); a
         /// missing one is no error.
@@ -132,6 +134,17 @@ enum Command {
         /// The mounts to make below /dev afterwards, as a JSON list of OCI mounts.
         #[arg(long)]
         then: String,
+    },
+    /// A prestart, createRuntime or createContainer hook of a bundle, run with the state the
+    /// spec gives it (see the hook_state module): run by the runtime, never by hand.
+    #[command(name = hook_state::COMMAND, hide = true)]
+    Hook {
+        /// The bundle the state names.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The hook's path, then its argv (argv[0] first).
+        #[arg(last = true, required = true)]
+        program: Vec<OsString>,
     },
     /// List containers.
     List {
@@ -250,6 +263,7 @@ fn dispatch(runtime: &Runtime, command: Command, log: Option<&Path>) -> Result<u
             return Ok(clamp(runtime.exec(&id, options)?));
         }
         Command::List { format, quiet } => list(runtime, format, quiet)?,
+        Command::Hook { bundle, program } => return Err(hook_state::run(&bundle, &program)),
         Command::DevBind {
             rootfs,
             source,

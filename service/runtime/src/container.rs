@@ -25,6 +25,7 @@ use crate::devbind;
 use crate::error::Error;
 use crate::exec;
 use crate::executor::ResetSignalsExecutor;
+use crate::hook_state;
 use crate::state::{State, Status};
 use crate::wait;
 
@@ -176,6 +177,7 @@ impl Runtime {
                 problems: vec![problem],
             })?;
         }
+        hook_state::wrap(&mut spec, &bundle, &exe()?);
         if let Some(root) = spec.root().as_ref().map(|root| root.path().clone()) {
             let exe = exe()?;
             devbind::defer(&mut spec, &root, &exe).map_err(|problem| Error::Bundle {
@@ -290,9 +292,11 @@ impl Runtime {
             .map_err(|err| Error::runtime("kill", id, err))
     }
 
-    /// Deletes a stopped or created container (any container with `force`): kills what is left
-    /// in its cgroup, removes its cgroups and its state. With `force` a missing container is
-    /// not an error, as with runc.
+    /// Deletes a stopped container (any container with `force`): kills what is left in its
+    /// cgroup, removes its cgroups and its state. With `force` a missing container is not an
+    /// error, as with runc. A created container is refused without `force`, as runtime.md
+    /// requires ("attempting to delete a container that is not stopped MUST generate an
+    /// error"), where runc and crun delete it.
     pub fn delete(&self, id: &str, force: bool) -> Result<(), Error> {
         let _lock = self.lock()?;
         let mut container = match self.load(id) {
@@ -300,12 +304,11 @@ impl Runtime {
             Err(Error::NotFound { .. }) if force => return Ok(()),
             Err(err) => return Err(err),
         };
-        let deletable = matches!(
-            container.status(),
-            ContainerStatus::Stopped | ContainerStatus::Created
-        );
-        if !deletable && !force {
-            return Err(self.wrong_state(id, "delete", &container));
+        if container.status() != ContainerStatus::Stopped && !force {
+            return Err(Error::NotStopped {
+                id: id.to_owned(),
+                status: Status::from(container.status()),
+            });
         }
         container
             .delete(force)

@@ -25,6 +25,8 @@ pub enum Error {
         operation: &'static str,
         status: Status,
     },
+    #[error("cannot delete container `{id}`: it is {status}; without --force only a stopped container is deleted (kill it first)")]
+    NotStopped { id: String, status: Status },
     #[error("bundle {}: {}", bundle.display(), Problems(problems))]
     Bundle {
         bundle: PathBuf,

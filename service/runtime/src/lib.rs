@@ -18,6 +18,7 @@ mod error;
 mod exec;
 mod executor;
 pub mod helper;
+mod hook_state;
 mod state;
 mod wait;
 

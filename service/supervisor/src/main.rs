@@ -163,6 +163,7 @@ enum Command {
     /// Run onshutdown, stop every service and end the supervisor; waits until it is done.
     Shutdown(ClientArgs),
     /// The embedded OCI runtime, with runc's command line.
+    #[command(version)]
     Runtime(runtime::cli::RuntimeArgs),
     /// Print a shell's completion script for service, e.g. `service completions bash >
     /// /usr/share/bash-completion/completions/service`.

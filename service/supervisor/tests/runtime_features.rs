@@ -132,6 +132,18 @@ fn capabilities_rlimits_hostname_and_readonly_root_take_effect_root() {
             out.contains("touch=0"),
             "a writable root takes the file: {out}"
         );
+
+        // Without `readonly` the root is writable, as config.md gives the default.
+        bundle.edit(|config| {
+            config["root"].as_object_mut().unwrap().remove("readonly");
+        });
+        fs::remove_file(bundle.dir.join("rootfs/written")).unwrap();
+        let (code, out, err) = run(&bundle, "default");
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.contains("touch=0"),
+            "a root without `readonly` is writable: {out}"
+        );
         Ok(())
     });
 }

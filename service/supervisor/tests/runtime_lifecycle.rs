@@ -4,14 +4,14 @@
 
 mod support;
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::process::Stdio;
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use support::*;
 
@@ -172,6 +172,95 @@ fn lifecycle_states_and_pid_file_root() {
 }
 
 #[test]
+fn hooks_read_the_state_the_spec_gives_them_root() {
+    sandbox::test(|| {
+        // Each hook saves the state it reads on stdin; create-time hooks see the caller's
+        // bundle (not the runtime's prepared copy) and `created`, as config.md gives it.
+        let saved = sandbox::scratch().join("hook-states");
+        fs::create_dir_all(&saved)?;
+        let hook = |kind: &str| {
+            let file = saved.join(kind);
+            json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", file.display())]})
+        };
+        let mut bundle = Bundle::new("hooked", &["sleep", "1000"]);
+        bundle.edit(|config| {
+            config["hooks"] = json!({
+                "prestart": [hook("prestart")],
+                "createRuntime": [hook("createRuntime")],
+                "createContainer": [hook("createContainer")],
+                "poststart": [hook("poststart")],
+                "poststop": [hook("poststop")],
+            });
+        });
+        ok(&["create", "-b", bundle.path(), "hooked"]);
+        let pid = init_pid("hooked");
+        let read_state = |kind: &str| -> Value {
+            let text = read(&saved.join(kind));
+            serde_json::from_str(&text).unwrap_or_else(|err| panic!("{kind}: {err}: {text}"))
+        };
+        for kind in ["prestart", "createRuntime", "createContainer"] {
+            let state = read_state(kind);
+            assert_eq!(state["bundle"], bundle.path(), "{kind}: {state}");
+            assert_eq!(state["status"], "created", "{kind}: {state}");
+            assert_eq!(state["id"], "hooked", "{kind}: {state}");
+        }
+        assert_eq!(read_state("prestart")["pid"], pid);
+        ok(&["start", "hooked"]);
+        let state = read_state("poststart");
+        assert_eq!(
+            (&state["status"], &state["bundle"]),
+            (&json!("running"), &json!(bundle.path()))
+        );
+        ok(&["kill", "hooked", "KILL"]);
+        assert_eq!(exit_status(wait_child(pid)), 137);
+        ok(&["delete", "hooked"]);
+        let state = read_state("poststop");
+        assert_eq!(state["bundle"], bundle.path(), "{state}");
+        Ok(())
+    });
+}
+
+#[test]
+fn kill_delivers_each_signal_to_the_process_traps_root() {
+    sandbox::test(|| {
+        // A shell as the container's PID 1 with a trap per signal; its root is writable (no
+        // `readonly`), so each trap leaves a file. `kill` must reach the trap for each.
+        for signal in ["TERM", "USR1", "USR2", "HUP"] {
+            let script = format!(
+                "trap 'touch /{signal}; exit 0' {signal}; echo ready; sleep 1000 & wait $!"
+            );
+            let mut bundle = Bundle::new(&format!("trap-{signal}"), &["sh", "-c", &script]);
+            bundle.edit(|config| {
+                config["root"].as_object_mut().unwrap().remove("readonly");
+            });
+            let id = format!("trap-{signal}");
+            let mut create = runtime(&["create", "-b", bundle.path(), &id])
+                .stdout(Stdio::piped())
+                .spawn()?;
+            let output = create.stdout.take().unwrap();
+            assert!(create.wait()?.success());
+            let pid = init_pid(&id);
+            ok(&["start", &id]);
+            let mut line = String::new();
+            BufReader::new(output).read_line(&mut line)?;
+            assert_eq!(line, "ready\n", "the trap is set");
+            ok(&["kill", &id, signal]);
+            assert_eq!(
+                exit_status(wait_child(pid)),
+                0,
+                "{signal}: the trap ran `exit 0`"
+            );
+            assert!(
+                bundle.dir.join("rootfs").join(signal).exists(),
+                "{signal}: the trap ran"
+            );
+            ok(&["delete", &id]);
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn wrong_state_operations_fail_like_runc_root() {
     sandbox::test(|| {
         let bundle = Bundle::new("twice", &["sleep", "1000"]);
@@ -226,10 +315,24 @@ fn wrong_state_operations_fail_like_runc_root() {
         );
         ok(&["delete", "done"]);
 
-        // A created container can be deleted without --force, like runc.
+        // A created container is not stopped: runtime.md has delete refuse it and leave it as
+        // it was (runc and crun delete it). Killed, it is stopped and deleted.
         ok(&["create", "-b", bundle.path(), "created"]);
         let pid = init_pid("created");
+        let err = fails(&["delete", "created"]);
+        assert!(
+            err.contains("cannot delete container `created`: it is created"),
+            "{err}"
+        );
+        assert_eq!(state("created")["status"], "created");
+        ok(&["kill", "created", "KILL"]);
+        assert_eq!(exit_status(wait_child(pid)), 137);
+        assert_eq!(state("created")["status"], "stopped");
         ok(&["delete", "created"]);
+        // --force still deletes a created one.
+        ok(&["create", "-b", bundle.path(), "forced"]);
+        let pid = init_pid("forced");
+        ok(&["delete", "--force", "forced"]);
         assert_eq!(exit_status(wait_child(pid)), 137);
         assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
         Ok(())
