@@ -21,6 +21,9 @@ const LOADABLE_FILESYSTEMS: [&str; 14] = [
     "nfs", "nfs4", "9p", "fuse",
 ];
 
+/// Reads `Y` when the kernel runs AppArmor.
+const APPARMOR_ENABLED: &str = "/sys/module/apparmor/parameters/enabled";
+
 /// Mount types that are not filesystem types.
 const BIND_TYPES: [&str; 3] = ["bind", "rbind", "none"];
 
@@ -61,6 +64,7 @@ pub(crate) fn prepare(bundle: &Path, id: &str, cgroup_parent: &str) -> Result<Sp
         ));
     }
     problems.extend(check_mount_types(&spec).into_iter().map(in_config));
+    problems.extend(check_apparmor(&spec, Path::new(APPARMOR_ENABLED)).map(in_config));
     let cgroups_path = match cgroups_path(&spec, id, cgroup_parent) {
         Ok(path) => Some(path),
         Err(problem) => {
@@ -202,6 +206,22 @@ fn check_mount_types(spec: &Spec) -> Vec<Problem> {
     problems
 }
 
+/// A profile named for a kernel without AppArmor cannot be applied (libcontainer only says
+/// "No such file or directory"). `enabled` is [`APPARMOR_ENABLED`].
+fn check_apparmor(spec: &Spec, enabled: &Path) -> Option<Problem> {
+    let profile = spec.process().as_ref()?.apparmor_profile().as_ref()?;
+    if profile.is_empty() || fs::read_to_string(enabled).is_ok_and(|text| text.trim() == "Y") {
+        return None;
+    }
+    Some(Problem::new(
+        "process.apparmorProfile",
+        format!(
+            "`{profile}` cannot be applied: AppArmor is not enabled on this machine ({} does not read Y)",
+            enabled.display()
+        ),
+    ))
+}
+
 fn known_filesystems() -> HashSet<String> {
     let listed = fs::read_to_string("/proc/filesystems").unwrap_or_default();
     listed
@@ -274,6 +294,30 @@ mod tests {
             )
             .build()
             .expect("spec")
+    }
+
+    #[test]
+    fn an_apparmor_profile_needs_apparmor() {
+        let dir = tempfile::tempdir().unwrap();
+        let enabled = dir.path().join("enabled");
+        let mut spec = Spec::default();
+        let mut process = spec.process().clone().unwrap();
+        process.set_apparmor_profile(Some("kiln-default".to_owned()));
+        spec.set_process(Some(process));
+        let problem = check_apparmor(&spec, &enabled).expect("no AppArmor module");
+        assert_eq!(problem.field, "process.apparmorProfile");
+        assert!(
+            problem.message.contains("`kiln-default` cannot be applied"),
+            "{problem}"
+        );
+        fs::write(&enabled, "N\n").unwrap();
+        assert!(check_apparmor(&spec, &enabled).is_some(), "disabled");
+        fs::write(&enabled, "Y\n").unwrap();
+        assert_eq!(check_apparmor(&spec, &enabled), None, "enabled");
+        assert_eq!(
+            check_apparmor(&Spec::default(), Path::new("/nonexistent")),
+            None
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::devbind;
 use crate::diagnostics;
 use crate::error::Error;
 use crate::exec::ExecOptions;
-use crate::hook_state;
+use crate::hooks;
 use crate::state::State;
 
 /// Where the runtime keeps state and puts containers; shared by every command that runs them.
@@ -136,8 +136,8 @@ enum Command {
         then: String,
     },
     /// A prestart, createRuntime or createContainer hook of a bundle, run with the state the
-    /// spec gives it (see the hook_state module): run by the runtime, never by hand.
-    #[command(name = hook_state::COMMAND, hide = true)]
+    /// spec gives it (see the hooks module): run by the runtime, never by hand.
+    #[command(name = hooks::COMMAND, hide = true)]
     Hook {
         /// The bundle the state names.
         #[arg(long)]
@@ -263,7 +263,7 @@ fn dispatch(runtime: &Runtime, command: Command, log: Option<&Path>) -> Result<u
             return Ok(clamp(runtime.exec(&id, options)?));
         }
         Command::List { format, quiet } => list(runtime, format, quiet)?,
-        Command::Hook { bundle, program } => return Err(hook_state::run(&bundle, &program)),
+        Command::Hook { bundle, program } => return Err(hooks::run(&bundle, &program)),
         Command::DevBind {
             rootfs,
             source,

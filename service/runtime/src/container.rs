@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::error::LibcontainerError;
+use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::signal::Signal as ContainerSignal;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::fcntl::{Flock, FlockArg};
@@ -25,7 +26,9 @@ use crate::devbind;
 use crate::error::Error;
 use crate::exec;
 use crate::executor::ResetSignalsExecutor;
-use crate::hook_state;
+use crate::hooks::{self, After};
+use crate::oom;
+use crate::seccomp;
 use crate::state::{State, Status};
 use crate::wait;
 
@@ -177,7 +180,7 @@ impl Runtime {
                 problems: vec![problem],
             })?;
         }
-        hook_state::wrap(&mut spec, &bundle, &exe()?);
+        hooks::wrap(&mut spec, &bundle, &exe()?);
         if let Some(root) = spec.root().as_ref().map(|root| root.path().clone()) {
             let exe = exe()?;
             devbind::defer(&mut spec, &root, &exe).map_err(|problem| Error::Bundle {
@@ -186,6 +189,10 @@ impl Runtime {
             })?;
         }
 
+        // Kept for exec, which needs the spec the container was made from.
+        let kept_spec = spec.clone();
+        let seccomp = seccomp::defer(&mut spec);
+        hooks::take_post_hooks(&mut spec);
         let prepared = self.root.join(PREPARED_DIR).join(id);
         fs::create_dir_all(&prepared).map_err(|err| Error::io("create", &prepared, err))?;
         let config = prepared.join(spec::config::FILE_NAME);
@@ -193,13 +200,14 @@ impl Runtime {
             .save(&config)
             .map_err(|err| Error::io("write", &config, io::Error::other(err)));
         let result = written
-            .and_then(|()| self.build(id, &prepared, options))
+            .and_then(|()| self.build(id, &prepared, options, seccomp))
+            .and_then(|container| oom::apply(&spec, id).map(|()| container))
             .and_then(|container| {
-                // Kept for exec, which needs the spec the container was made from.
                 let kept = self.container_dir(id).join(exec::CREATED_SPEC);
-                fs::rename(&config, &kept)
+                kept_spec
+                    .save(&kept)
                     .map(|()| container)
-                    .map_err(|err| Error::io("keep the spec in", kept, err))
+                    .map_err(|err| Error::io("keep the spec in", kept, io::Error::other(err)))
             });
         let _ = fs::remove_dir_all(&prepared);
         // Gone once no other create is in progress; another one's files keep it.
@@ -224,12 +232,18 @@ impl Runtime {
         }
     }
 
-    fn build(&self, id: &str, prepared: &Path, options: CreateOptions) -> Result<Container, Error> {
+    fn build(
+        &self,
+        id: &str,
+        prepared: &Path,
+        options: CreateOptions,
+        seccomp: Option<seccomp::Deferred>,
+    ) -> Result<Container, Error> {
         let create_error = |err: LibcontainerError| Error::runtime("create", id, err);
         let mut builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
             .with_root_path(&self.root)
             .map_err(create_error)?
-            .with_executor(ResetSignalsExecutor)
+            .with_executor(ResetSignalsExecutor::new(seccomp))
             .with_console_socket(options.console_socket);
         if let Some(pid_file) = options.pid_file {
             builder = builder
@@ -266,9 +280,15 @@ impl Runtime {
         if container.status() != ContainerStatus::Created {
             return Err(self.wrong_state(id, "start", &container));
         }
+        let kept = self.kept_spec(id);
         container
             .start()
-            .map_err(|err| Error::runtime("start", id, err))
+            .map_err(|err| Error::runtime("start", id, err))?;
+        if let Some(spec) = kept {
+            let dir = self.container_dir(id);
+            hooks::run_each(&spec, After::Start, &container.state, Some(&dir));
+        }
+        Ok(())
     }
 
     /// The OCI state of container `id`.
@@ -310,9 +330,20 @@ impl Runtime {
                 status: Status::from(container.status()),
             });
         }
+        let kept = self.kept_spec(id);
         container
             .delete(force)
-            .map_err(|err| Error::runtime("delete", id, err))
+            .map_err(|err| Error::runtime("delete", id, err))?;
+        if let Some(spec) = kept {
+            hooks::run_each(&spec, After::Stop, &container.state, None);
+        }
+        Ok(())
+    }
+
+    /// The spec container `id` was created from, kept for exec and the poststart and poststop
+    /// hooks; `None` for a container an earlier version made (libcontainer runs its hooks).
+    fn kept_spec(&self, id: &str) -> Option<Spec> {
+        Spec::load(self.container_dir(id).join(exec::CREATED_SPEC)).ok()
     }
 
     /// Every container under the state root, by id.

@@ -39,6 +39,12 @@ pub fn write_to(file: OwnedFd) {
     }
 }
 
+/// Writes a warning line (`WARN message`) where the errors go: for what the runtime carries on
+/// after, such as a failing poststart hook.
+pub fn warn(message: &str) {
+    let _ = Target.write_all(format!("WARN {message}\n").as_bytes());
+}
+
 /// The current target, written through without taking ownership.
 struct Target;
 

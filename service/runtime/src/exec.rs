@@ -25,6 +25,7 @@ use crate::bundle;
 use crate::container::{Runtime, Stdio};
 use crate::error::Error;
 use crate::executor::ResetSignalsExecutor;
+use crate::seccomp;
 use crate::wait;
 
 /// The file in a container's state directory that keeps the spec it was created from.
@@ -77,6 +78,8 @@ impl Runtime {
             // Created by an earlier version that kept no copy: prepared again from the bundle.
             Err(_) => bundle::prepare(container.bundle(), id, self.cgroup_parent())?,
         };
+        let mut spec = spec;
+        let seccomp = seccomp::defer(&mut spec);
         let private = PrivateRoot::new(&self.root().join(EXEC_DIR))?;
         let process = private.write(id, &dir, spec, &options)?;
 
@@ -94,7 +97,7 @@ impl Runtime {
         let builder = ContainerBuilder::new(id.to_owned(), SyscallType::default())
             .with_root_path(&private.dir)
             .map_err(exec_error)?
-            .with_executor(ResetSignalsExecutor)
+            .with_executor(ResetSignalsExecutor::new(seccomp))
             .with_console_socket(options.console_socket);
         let pid = options
             .stdio

@@ -15,13 +15,24 @@ use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 
+use crate::seccomp::{self, Deferred};
+
 /// The search path when the container's environment has no PATH (as execvp's default, widened
 /// to the sbin directories that images use).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Executes `process.args` with signals reset.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ResetSignalsExecutor;
+/// Executes `process.args` with signals reset; loads a seccomp filter libcontainer was not
+/// given (see [`crate::seccomp`]) in its check before the container is reported created.
+#[derive(Debug, Clone)]
+pub(crate) struct ResetSignalsExecutor {
+    seccomp: Option<Deferred>,
+}
+
+impl ResetSignalsExecutor {
+    pub(crate) fn new(seccomp: Option<Deferred>) -> Self {
+        Self { seccomp }
+    }
+}
 
 impl Executor for ResetSignalsExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
@@ -48,11 +59,16 @@ impl Executor for ResetSignalsExecutor {
         let args = args(spec).ok_or_else(|| {
             ExecutorValidationError::ArgValidationError("process.args is empty".into())
         })?;
-        match find_program(&args[0], &search_path(spec)) {
-            Some(_) => Ok(()),
-            None => Err(ExecutorValidationError::ArgValidationError(not_found(
+        if find_program(&args[0], &search_path(spec)).is_none() {
+            return Err(ExecutorValidationError::ArgValidationError(not_found(
                 &args[0], spec,
-            ))),
+            )));
+        }
+        match &self.seccomp {
+            Some(deferred) => {
+                seccomp::load(deferred).map_err(ExecutorValidationError::ArgValidationError)
+            }
+            None => Ok(()),
         }
     }
 }

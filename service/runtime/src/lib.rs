@@ -18,7 +18,9 @@ mod error;
 mod exec;
 mod executor;
 pub mod helper;
-mod hook_state;
+mod hooks;
+mod oom;
+mod seccomp;
 mod state;
 mod wait;
 

@@ -52,6 +52,107 @@ fn seccomp_profile_denies_a_syscall_root() {
 }
 
 #[test]
+fn a_profile_denying_getcwd_without_no_new_privileges_still_starts_root() {
+    sandbox::test(|| {
+        // Without noNewPrivileges the filter needs CAP_SYS_ADMIN to load; loaded before the
+        // working directory was checked with getcwd, it stopped every such container.
+        let script = "grep -E '^Cap(Prm|Eff)' /proc/self/status; echo cwd=$(pwd -P); sleep 1000";
+        let mut bundle = Bundle::new("getcwd", &["sh", "-c", script]);
+        bundle.edit(|config| {
+            config["process"]
+                .as_object_mut()
+                .unwrap()
+                .remove("noNewPrivileges");
+            config["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+            });
+        });
+        // The container's stdout is create's: a pipe read here.
+        let mut create = runtime(&["create", "-b", bundle.path(), "getcwd"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let container_output = create.stdout.take().unwrap();
+        assert!(create.wait()?.success(), "create with the profile");
+        ok(&["start", "getcwd"]);
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(container_output));
+        let out: Vec<String> = (0..3).map(|_| lines.next().unwrap().unwrap()).collect();
+        // getcwd denied, `pwd -P` prints nothing (`/` without the filter).
+        assert_eq!(
+            out,
+            [
+                "CapPrm:\t00000000000004e0",
+                "CapEff:\t00000000000004e0",
+                "cwd="
+            ],
+            "the process has the bundle's caps and the filter"
+        );
+        // The caps of the bundle (KILL, NET_BIND_SERVICE, SETGID, SETUID): no CAP_SYS_ADMIN
+        // (bit 21) left in any set, and getcwd denied by the profile.
+        let exec = |script: &str| {
+            let output = runtime_output(&["exec", "getcwd", "--", "sh", "-c", script]);
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        };
+        let seen = exec("grep -E '^Cap(Prm|Eff)' /proc/1/status; echo cwd=$(pwd -P)");
+        assert!(seen.contains("CapPrm:\t00000000000004e0"), "{seen}");
+        assert!(seen.contains("CapEff:\t00000000000004e0"), "{seen}");
+        assert!(
+            seen.ends_with("cwd=\n"),
+            "the exec'd process has the filter: {seen}"
+        );
+        let seen = exec("grep -E '^Cap(Prm|Eff)' /proc/self/status");
+        assert!(seen.contains("CapPrm:\t00000000000004e0"), "exec: {seen}");
+        ok(&["kill", "getcwd", "KILL"]);
+
+        // A profile that cannot be loaded still fails create, naming the field.
+        bundle
+            .edit(|config| config["linux"]["seccomp"]["defaultAction"] = json!("SCMP_ACT_NOTIFY"));
+        let err = fails(&["create", "-b", bundle.path(), "unloadable"]);
+        assert!(err.contains("linux.seccomp: load the filter"), "{err}");
+        assert!(fails(&["state", "unloadable"]).contains("does not exist"));
+        Ok(())
+    });
+}
+
+#[test]
+fn disable_oom_killer_reaches_the_memory_cgroup_root() {
+    sandbox::test(|| {
+        // libcontainer reads linux.resources.memory.disableOOMKiller and writes 0 all the same.
+        let memory = fs::read_to_string("/proc/self/mountinfo")?
+            .lines()
+            .find(|line| line.contains(" - cgroup ") && line.ends_with(",memory"))
+            .map(|line| line.split(' ').nth(4).unwrap().to_owned())
+            .expect("a cgroup v1 memory hierarchy on this machine");
+        let oom_control = |id: &str| {
+            read(&std::path::PathBuf::from(format!(
+                "{memory}{}/{id}/memory.oom_control",
+                sandbox::cgroup_parent()
+            )))
+        };
+        let mut bundle = Bundle::new("oomless", &["sleep", "1000"]);
+        for (id, disable) in [("oomless", true), ("oomful", false)] {
+            bundle.edit(|config| {
+                config["linux"]["cgroupsPath"] =
+                    json!(format!("{}/{id}", sandbox::cgroup_parent()));
+                config["linux"]["resources"] = json!({
+                    "memory": {"limit": 64 << 20, "disableOOMKiller": disable}
+                });
+            });
+            ok(&["create", "-b", bundle.path(), id]);
+            let expected = format!("oom_kill_disable {}", u8::from(disable));
+            assert!(
+                oom_control(id).contains(&expected),
+                "{id}: {}",
+                oom_control(id)
+            );
+            ok(&["delete", "--force", id]);
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn the_container_init_runs_the_process_and_passes_signals_on_root() {
     sandbox::test(|| {
         // The root is read-only and has no /sbin: the init's mount point is made all the same

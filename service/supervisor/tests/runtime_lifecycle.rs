@@ -221,6 +221,54 @@ fn hooks_read_the_state_the_spec_gives_them_root() {
 }
 
 #[test]
+fn a_failing_poststart_or_poststop_hook_warns_and_the_rest_run_root() {
+    sandbox::test(|| {
+        // runtime.md: a failing poststart or poststop hook is a warning; the remaining hooks
+        // and the lifecycle carry on. A failing poststop hook used to leave a container that
+        // no delete could remove.
+        let marks = sandbox::scratch().join("hook-marks");
+        fs::create_dir_all(&marks)?;
+        let failing = json!({"path": "/bin/sh", "args": ["sh", "-c", "exit 3"]});
+        let marking = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", marks.join(name).display())]});
+        let mut bundle = Bundle::new("failhooks", &["sleep", "1000"]);
+        bundle.edit(|config| {
+            config["hooks"] = json!({
+                "poststart": [failing, marking("poststart")],
+                "poststop": [failing, marking("poststop")],
+            });
+        });
+        ok(&["create", "-b", bundle.path(), "failhooks"]);
+        let pid = init_pid("failhooks");
+        let output = runtime_output(&["start", "failhooks"]);
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{err}");
+        assert!(
+            err.contains("WARN container `failhooks`: hooks.poststart[0] (/bin/sh) failed"),
+            "{err}"
+        );
+        assert!(
+            marks.join("poststart").exists(),
+            "the next poststart hook ran"
+        );
+        assert_eq!(state("failhooks")["status"], "running");
+
+        ok(&["kill", "failhooks", "KILL"]);
+        assert_eq!(exit_status(wait_child(pid)), 137);
+        let output = runtime_output(&["delete", "failhooks"]);
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{err}");
+        assert!(err.contains("hooks.poststop[0] (/bin/sh) failed"), "{err}");
+        assert!(
+            marks.join("poststop").exists(),
+            "the next poststop hook ran"
+        );
+        assert!(fails(&["state", "failhooks"]).contains("does not exist"));
+        assert!(leftover_state().is_empty(), "{:?}", leftover_state());
+        Ok(())
+    });
+}
+
+#[test]
 fn kill_delivers_each_signal_to_the_process_traps_root() {
     sandbox::test(|| {
         // A shell as the container's PID 1 with a trap per signal; its root is writable (no

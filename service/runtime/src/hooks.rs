@@ -1,22 +1,31 @@
-//! The state a create-time hook reads on stdin, as config.md gives it. libcontainer runs the
-//! prestart, createRuntime and createContainer hooks with the state of the container it is
-//! building: its bundle is the runtime's prepared copy of the spec (under the state root) and
-//! its status `creating`. Each such hook of a bundle is therefore run through this runtime's own
-//! `hook` command, which reads that state, names the bundle the caller gave and the status
-//! `created` (runtime.md: the create operation's environment is made before these hooks run),
-//! and execs the hook with the corrected state on its stdin, keeping its pid, arguments,
-//! environment and timeout.
-//! Runs in: the runtime at create (the spec rewrite); the hook process, in the runtime's
-//! namespaces (prestart, createRuntime) or the container's before pivot_root (createContainer).
+//! How the runtime runs a bundle's hooks, where libcontainer alone would not keep to config.md
+//! and runtime.md.
+//! - The state a create-time hook reads on stdin. libcontainer runs the prestart,
+//!   createRuntime and createContainer hooks with the state of the container it is building:
+//!   its bundle is the runtime's prepared copy of the spec (under the state root) and its status
+//!   `creating`. Each such hook is therefore run through this runtime's own `hook` command,
+//!   which reads that state, names the bundle the caller gave and the status `created` (the
+//!   create operation's environment is made before these hooks run), and execs the hook with
+//!   the corrected state on its stdin, keeping its pid, arguments, environment and timeout.
+//! - The poststart and poststop hooks. A failing one is a warning and the others still run,
+//!   and the operation succeeds; libcontainer stops at the first and fails the operation, so a
+//!   failing poststop hook left a container that no delete could remove. They are taken out of
+//!   the spec libcontainer sees and run here from the spec kept at create, one at a time.
+//!
+//! Runs in: the runtime (the spec rewrites, create; poststart after start; poststop after
+//! delete); the `hook` process, in the runtime's namespaces (prestart, createRuntime) or the
+//! container's before pivot_root (createContainer).
 
 use std::ffi::{CString, OsString};
 use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
+use libcontainer::container::State as ContainerState;
 use libcontainer::oci_spec::runtime::{Hook, Spec};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 
+use crate::diagnostics;
 use crate::error::Error;
 
 /// The hidden `service runtime` command a create-time hook runs through.
@@ -70,6 +79,52 @@ fn rewrite(hook: &Hook, bundle: &Path, exe: &Path) -> Hook {
     wrapped.set_path(exe.to_owned());
     wrapped.set_args(Some(args));
     wrapped
+}
+
+/// Takes the poststart and poststop hooks out of the spec libcontainer is given; [`run_each`]
+/// runs them from the spec kept at create.
+pub(crate) fn take_post_hooks(spec: &mut Spec) {
+    if let Some(mut hooks) = spec.hooks().clone() {
+        hooks.set_poststart(None);
+        hooks.set_poststop(None);
+        spec.set_hooks(Some(hooks));
+    }
+}
+
+/// Which hooks [`run_each`] runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum After {
+    Start,
+    Stop,
+}
+
+/// Runs the poststart or poststop hooks of `spec` (the spec kept at create) in order with
+/// `state` on stdin; a failure is a warning (runtime.md: "the remaining hooks and lifecycle
+/// continue as if the hook had succeeded").
+pub(crate) fn run_each(spec: &Spec, after: After, state: &ContainerState, cwd: Option<&Path>) {
+    let Some(hooks) = spec.hooks() else {
+        return;
+    };
+    let (kind, list) = match after {
+        After::Start => ("poststart", hooks.poststart()),
+        After::Stop => ("poststop", hooks.poststop()),
+    };
+    for (i, hook) in list.iter().flatten().enumerate() {
+        let one = vec![hook.clone()];
+        if let Err(err) = libcontainer::hooks::run_hooks(Some(&one), Some(state), cwd, None, None) {
+            let mut message = format!(
+                "container `{}`: hooks.{kind}[{i}] ({}) failed: {err}",
+                state.id,
+                hook.path().display()
+            );
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            diagnostics::warn(&format!("{message}; carrying on, as runtime.md asks"));
+        }
+    }
 }
 
 /// The `hook` command: reads the state from stdin, corrects it for `bundle`, and execs
