@@ -18,7 +18,7 @@ use libcontainer::oci_spec::runtime::Mount;
 use crate::container::{CreateOptions, Runtime, Stdio, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT};
 use crate::devbind;
 use crate::diagnostics;
-use crate::error::Error;
+use crate::error::{self, Error};
 use crate::exec::ExecOptions;
 use crate::hooks;
 use crate::state::State;
@@ -367,16 +367,7 @@ fn table(states: &[State]) -> String {
 
 /// Prints an error with its causes on one line, to the log file when given, else to stderr.
 fn report(log: Option<&Path>, err: &Error) {
-    let mut message = format!("service runtime: {err}");
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        // libcontainer's messages often repeat their cause; print each text once.
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(&format!(": {text}"));
-        }
-        source = cause.source();
-    }
+    let message = error::with_causes(format!("service runtime: {err}"), err);
     if let Some(path) = log {
         if let Ok(mut file) = OpenOptions::new().create(true).append(true).open(path) {
             if writeln!(file, "{message}").is_ok() {

@@ -170,19 +170,16 @@ impl Runtime {
             })?;
         }
 
-        let exe = || {
-            std::env::current_exe()
-                .map_err(|err| Error::io("find the runtime's own binary", "/proc/self/exe", err))
-        };
+        let exe = std::env::current_exe()
+            .map_err(|err| Error::io("find the runtime's own binary", "/proc/self/exe", err))?;
         if options.init {
-            bundle::add_init(&mut spec, &exe()?).map_err(|problem| Error::Bundle {
+            bundle::add_init(&mut spec, &exe).map_err(|problem| Error::Bundle {
                 bundle: bundle.clone(),
                 problems: vec![problem],
             })?;
         }
-        hooks::wrap(&mut spec, &bundle, &exe()?);
+        hooks::wrap(&mut spec, &bundle, &exe);
         if let Some(root) = spec.root().as_ref().map(|root| root.path().clone()) {
-            let exe = exe()?;
             devbind::defer(&mut spec, &root, &exe).map_err(|problem| Error::Bundle {
                 bundle: bundle.clone(),
                 problems: vec![problem],

@@ -74,6 +74,20 @@ impl Error {
     }
 }
 
+/// `message` followed by the text of each cause of `err` (`: cause`), each text once:
+/// libcontainer's messages often repeat their cause.
+pub(crate) fn with_causes(mut message: String, err: &dyn std::error::Error) -> String {
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(&format!(": {text}"));
+        }
+        source = cause.source();
+    }
+    message
+}
+
 /// Problems of a bundle, joined on one line.
 struct Problems<'a>(&'a [Problem]);
 

@@ -73,12 +73,11 @@ impl Runtime {
             _ => {}
         }
         let dir = self.container_dir(id);
-        let spec = match Spec::load(dir.join(CREATED_SPEC)) {
+        let mut spec = match Spec::load(dir.join(CREATED_SPEC)) {
             Ok(spec) => spec,
             // Created by an earlier version that kept no copy: prepared again from the bundle.
             Err(_) => bundle::prepare(container.bundle(), id, self.cgroup_parent())?,
         };
-        let mut spec = spec;
         let seccomp = seccomp::defer(&mut spec);
         let private = PrivateRoot::new(&self.root().join(EXEC_DIR))?;
         let process = private.write(id, &dir, spec, &options)?;

@@ -26,7 +26,7 @@ use libcontainer::oci_spec::runtime::{Hook, Spec};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
 
 use crate::diagnostics;
-use crate::error::Error;
+use crate::error::{self, Error};
 
 /// The hidden `service runtime` command a create-time hook runs through.
 pub const COMMAND: &str = "hook";
@@ -112,16 +112,12 @@ pub(crate) fn run_each(spec: &Spec, after: After, state: &ContainerState, cwd: O
     for (i, hook) in list.iter().flatten().enumerate() {
         let one = vec![hook.clone()];
         if let Err(err) = libcontainer::hooks::run_hooks(Some(&one), Some(state), cwd, None, None) {
-            let mut message = format!(
+            let message = format!(
                 "container `{}`: hooks.{kind}[{i}] ({}) failed: {err}",
                 state.id,
                 hook.path().display()
             );
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
+            let message = error::with_causes(message, &err);
             diagnostics::warn(&format!("{message}; carrying on, as runtime.md asks"));
         }
     }
