@@ -53,6 +53,12 @@ pub(crate) fn prepare(bundle: &Path, id: &str, cgroup_parent: &str) -> Result<Sp
         .into_iter()
         .map(in_config)
         .collect();
+    if let Some(process) = spec.process() {
+        // The container inherits the runtime's stack limit unless config.json sets its own.
+        let (stack, _) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_STACK)
+            .unwrap_or((u64::MAX, u64::MAX));
+        problems.extend(spec::config::check_exec_size(process, stack).map(in_config));
+    }
     let root = spec::bundle::root_dir(
         bundle,
         spec.root().as_ref().map(|root| root.path().as_path()),

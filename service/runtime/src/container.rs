@@ -132,6 +132,20 @@ impl Runtime {
     /// returns the init's pid. On failure nothing is left behind: state directory, cgroups and
     /// processes are removed, so the same id can be created again.
     pub fn create(&self, id: &str, bundle: &Path, options: CreateOptions) -> Result<Pid, Error> {
+        self.create_checked(id, bundle, options)
+            .map_err(|err| match err {
+                // A bundle problem says which container it stopped.
+                Error::Bundle { .. } => Error::runtime("create", id, err),
+                err => err,
+            })
+    }
+
+    fn create_checked(
+        &self,
+        id: &str,
+        bundle: &Path,
+        options: CreateOptions,
+    ) -> Result<Pid, Error> {
         check_id(id)?;
         let _lock = self.lock()?;
         if self.container_dir(id).exists() {

@@ -17,7 +17,7 @@ pub enum Error {
     Exists { id: String },
     #[error("container `{id}` does not exist")]
     NotFound { id: String },
-    #[error("invalid container id `{id}`: use letters, digits, `.`, `_` and `-`")]
+    #[error("invalid container id `{id}`: use at most {max} letters, digits, `.`, `_`, `-` and `+`, not starting with `.`", max = spec::layout::MAX_ID_LEN)]
     InvalidId { id: String },
     #[error("cannot {operation} container `{id}`: it is {status}")]
     WrongState {

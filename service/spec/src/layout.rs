@@ -160,10 +160,22 @@ impl Volume {
 const UPPER: &str = "upper";
 const WORK: &str = "work";
 
+/// The longest container id: it names the runtime's state directory and the container's
+/// cgroup (one path component each), and with a service's name a notify socket's directory,
+/// whose whole path must stay under 108 bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// The longest name of a manifest entry: an onboot or onshutdown entry's id adds an `NNN-`
+/// prefix to it, its logs add `.out.log.N`, and a service's notify socket is
+/// `/run/kiln/notify/NAME/notify.sock`.
+pub const MAX_NAME_LEN: usize = 64;
+
 /// Whether `id` can name a container (and so a bundle directory): letters, digits, `.`, `_`,
-/// `-` and `+`, not empty and not starting with `.`, so that it cannot escape its directory.
+/// `-` and `+`, not empty, at most [`MAX_ID_LEN`] long and not starting with `.`, so that it
+/// cannot escape its directory.
 pub fn is_valid_id(id: &str) -> bool {
     !id.is_empty()
+        && id.len() <= MAX_ID_LEN
         && !id.starts_with('.')
         && id
             .bytes()

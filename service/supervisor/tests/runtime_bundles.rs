@@ -183,10 +183,15 @@ fn refused_id_can_be_created_once_the_bundle_is_fixed_root() {
 fn invalid_ids_are_refused_root() {
     sandbox::test(|| {
         let bundle = Bundle::new("ids", &["true"]);
-        for id in ["../escape", "a/b", ".hidden", ""] {
+        let long = "x".repeat(spec::layout::MAX_ID_LEN + 1);
+        for id in ["../escape", "a/b", ".hidden", "", long.as_str()] {
             let err = fails(&["create", "-b", bundle.path(), id]);
             assert!(err.contains("invalid container id"), "{id}: {err}");
         }
+        // The longest id is taken.
+        let longest = "x".repeat(spec::layout::MAX_ID_LEN);
+        ok(&["create", "-b", bundle.path(), &longest]);
+        ok(&["delete", "--force", &longest]);
         assert!(leftover_state().is_empty());
         Ok(())
     });

@@ -387,6 +387,32 @@ fn wrong_state_operations_fail_like_runc_root() {
     });
 }
 
+#[test]
+fn a_failed_create_says_in_one_line_which_container_and_why_root() {
+    sandbox::test(|| {
+        // 10 MB of environment: more than execve takes (E2BIG).
+        let mut bundle = Bundle::new("bigenv", &["true"]);
+        bundle.edit(|config| {
+            let env = config["process"]["env"].as_array_mut().unwrap();
+            env.push(json!(format!("HUGE={}", "x".repeat(10 << 20))));
+        });
+        for command in ["create", "run"] {
+            let output = runtime_output(&[command, "-b", bundle.path(), "bigenv"]);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{command}: one line: {stderr}");
+            assert!(lines[0].contains("`bigenv`"), "{command}: {stderr}");
+            assert!(lines[0].contains("E2BIG"), "{command}: {stderr}");
+            assert!(lines[0].contains("environment"), "{command}: {stderr}");
+            let err = fails(&["state", "bigenv"]);
+            assert!(err.contains("does not exist"), "{command}: {err}");
+        }
+        assert!(leftover_cgroups().is_empty(), "{:?}", leftover_cgroups());
+        Ok(())
+    });
+}
+
 /// Accepts one connection on `listener` and returns the descriptor sent on it (a terminal's
 /// master, from the runtime).
 fn receive_master(listener: &UnixListener) -> File {

@@ -207,6 +207,19 @@ fn name_and_image_are_required_and_checked() {
         "onboot[0].name",
         "cannot name a container",
     );
+    // A name too long for the paths it becomes on the image.
+    let long = "n".repeat(300);
+    one_problem(
+        &format!("services:\n  - name: {long}\n    image: alpine\n"),
+        2,
+        "services[0].name",
+        "is 300 characters; a name has at most 64",
+    );
+    assert!(problems(&format!(
+        "onboot:\n  - name: {}\n    image: alpine\n",
+        &long[..64]
+    ))
+    .is_empty());
     one_problem(
         "onboot:\n  - name: a\n    image: Alpine:3\n",
         3,

@@ -141,7 +141,19 @@ impl<'m> Checker<'m, '_> {
 
     fn image(&mut self, section: &str, image: &'m Image) {
         let origin = &image.origin;
-        if !image.name.is_empty() && !spec::layout::is_valid_id(&image.name) {
+        if image.name.chars().count() > spec::layout::MAX_NAME_LEN {
+            let start: String = image.name.chars().take(16).collect();
+            self.report.at(
+                origin,
+                &field("name"),
+                format!(
+                    "`{start}...` is {} characters; a name has at most {} (it names the \
+                     entry's directory, logs, cgroup and notify socket on the image)",
+                    image.name.chars().count(),
+                    spec::layout::MAX_NAME_LEN
+                ),
+            );
+        } else if !image.name.is_empty() && !spec::layout::is_valid_id(&image.name) {
             self.report.at(
                 origin,
                 &field("name"),

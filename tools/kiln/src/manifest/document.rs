@@ -181,6 +181,15 @@ impl Node {
         }
     }
 
+    /// How many nodes this one holds, itself included (keys count as nodes).
+    pub fn size(&self) -> usize {
+        1 + match &self.value {
+            Value::Sequence(items) => items.iter().map(Node::size).sum(),
+            Value::Mapping(entries) => entries.iter().map(|(k, v)| k.size() + v.size()).sum(),
+            _ => 0,
+        }
+    }
+
     /// What kind of value this is, in words for error messages.
     pub fn kind(&self) -> &'static str {
         match self.value {
@@ -193,6 +202,13 @@ impl Node {
         }
     }
 }
+
+/// The most nodes a document may hold once its aliases are expanded. A manifest has hundreds;
+/// nested aliases ("billion laughs") would otherwise grow a 1 KB text to gigabytes.
+pub const MAX_NODES: usize = 100_000;
+
+/// The deepest nesting of lists and mappings a document may have.
+pub const MAX_DEPTH: usize = 64;
 
 /// Parses the first document of `text`; an empty text is a null document.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
@@ -223,8 +239,11 @@ struct Open {
 #[derive(Debug, Default)]
 struct Builder {
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node and how many nodes it holds, itself included.
+    anchors: HashMap<usize, (Node, usize)>,
     root: Option<Node>,
+    /// Nodes in the document so far, aliases counted at their expanded size.
+    nodes: usize,
 }
 
 impl Builder {
@@ -233,22 +252,29 @@ impl Builder {
         let line = span.start.line();
         match event {
             Event::Scalar(text, style, anchor, tag) => {
+                self.count(1, line)?;
                 let tag = tag.map(|tag| tag.suffix.clone());
                 let value = resolve(&text, style, tag.as_deref());
                 self.complete(Node { line, value }, anchor)?;
             }
-            Event::SequenceStart(anchor, _) => self.open(line, anchor, Value::Sequence(Vec::new())),
-            Event::MappingStart(anchor, _) => self.open(line, anchor, Value::Mapping(Vec::new())),
+            Event::SequenceStart(anchor, _) => {
+                self.open(line, anchor, Value::Sequence(Vec::new()))?
+            }
+            Event::MappingStart(anchor, _) => {
+                self.open(line, anchor, Value::Mapping(Vec::new()))?
+            }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some(open) = self.stack.pop() {
                     self.complete(open.node, open.anchor)?;
                 }
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().ok_or_else(|| SyntaxError {
+                let (node, size) = self.anchors.get(&id).ok_or_else(|| SyntaxError {
                     line,
                     message: "alias to an unknown anchor".into(),
                 })?;
+                let (node, size) = (node.clone(), *size);
+                self.count(size, line)?;
                 self.complete(node, 0)?;
             }
             Event::DocumentEnd => return Ok(self.root.is_some()),
@@ -258,19 +284,44 @@ impl Builder {
         Ok(false)
     }
 
+    /// Counts `size` more nodes, refusing a document that grows past [`MAX_NODES`] (the check
+    /// comes before an alias is copied, so the copy that would pass it is never made).
+    fn count(&mut self, size: usize, line: usize) -> Result<(), SyntaxError> {
+        self.nodes = self.nodes.saturating_add(size);
+        if self.nodes > MAX_NODES {
+            return Err(SyntaxError {
+                line,
+                message: format!(
+                    "the document holds more than {MAX_NODES} values once its aliases are \
+                     expanded (nested aliases multiply: each copies its anchor whole)"
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Starts a collection that the events to come fill.
-    fn open(&mut self, line: usize, anchor: usize, value: Value) {
+    fn open(&mut self, line: usize, anchor: usize, value: Value) -> Result<(), SyntaxError> {
+        self.count(1, line)?;
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(SyntaxError {
+                line,
+                message: format!("lists and mappings nest deeper than {MAX_DEPTH} levels"),
+            });
+        }
         self.stack.push(Open {
             node: Node { line, value },
             anchor,
             pending_key: None,
         });
+        Ok(())
     }
 
     /// Places a finished node in its parent (or as the root) and records its anchor.
     fn complete(&mut self, node: Node, anchor: usize) -> Result<(), SyntaxError> {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = node.size();
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         let Some(parent) = self.stack.last_mut() else {
             self.root = Some(node);
@@ -432,6 +483,31 @@ mod tests {
             doc.find(&FieldPath::root().key("b")).to_json(),
             serde_json::json!([1, 2])
         );
+    }
+
+    #[test]
+    fn nested_aliases_and_deep_nesting_are_refused_with_their_line() {
+        // Nine levels of ten aliases each: 10^9 values once expanded, from a text under 1 KB.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..10 {
+            let prev = format!("*a{}", level - 1);
+            let items = [prev.as_str(); 10].join(", ");
+            text.push_str(&format!("a{level}: &a{level} [{items}]\n"));
+        }
+        assert!(text.len() < 1024, "{}", text.len());
+        let err = parse(&text).expect_err("billion laughs");
+        assert!(err.message.contains("more than 100000 values"), "{err:?}");
+        // a0..a3 hold 11, 111, 1111, 11111 values; a4 passes the limit on its line.
+        assert_eq!(err.line, 5, "{err:?}");
+        // Below the limit aliases still expand.
+        let small = "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n";
+        // The root, three keys, and lists of 3, 7 and 15 values.
+        assert_eq!(parse(small).expect("parses").size(), 1 + 3 + 3 + 7 + 15);
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let err = parse(&deep).expect_err("too deep");
+        assert!(err.message.contains("deeper than 64"), "{err:?}");
+        let fine = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        parse(&fine).expect("64 levels parse");
     }
 
     #[test]
