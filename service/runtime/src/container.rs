@@ -11,15 +11,17 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use libcgroups::common::{CgroupManager as _, FreezerState};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::{Container, ContainerStatus};
 use libcontainer::error::LibcontainerError;
 use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::signal::Signal as ContainerSignal;
 use libcontainer::syscall::syscall::SyscallType;
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
+use spec::signal::Number;
 
 use crate::bundle;
 use crate::devbind;
@@ -309,18 +311,22 @@ impl Runtime {
     }
 
     /// Sends `signal` to the container's init, or with `all` to every process in its cgroup.
-    pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<(), Error> {
+    /// Real-time signals, which libcontainer cannot name, are sent here the same way.
+    pub fn kill(&self, id: &str, signal: Number, all: bool) -> Result<(), Error> {
         let _lock = self.lock()?;
         let mut container = self.load(id)?;
         let stopped = matches!(container.status(), ContainerStatus::Stopped);
         if !(container.can_kill() || all && stopped) {
             return Err(self.wrong_state(id, "kill", &container));
         }
-        let signal = ContainerSignal::try_from(signal as i32)
-            .map_err(|err| Error::runtime("kill", id, io::Error::other(err.to_string())))?;
-        container
-            .kill(signal, all)
-            .map_err(|err| Error::runtime("kill", id, err))
+        match signal.as_nix() {
+            Some(signal) => container
+                .kill(ContainerSignal::from(signal), all)
+                .map_err(|err| Error::runtime("kill", id, err)),
+            None => {
+                kill_raw(&container, signal, all).map_err(|err| Error::runtime("kill", id, err))
+            }
+        }
     }
 
     /// Deletes a stopped container (any container with `force`): kills what is left in its
@@ -453,6 +459,41 @@ impl Runtime {
 }
 
 /// Ids name directories: no separators, no dot-names, nothing that could escape the root.
+/// Sends a signal nix cannot name to the init, or with `all` to every process in the cgroup
+/// (frozen meanwhile, so none forks away unsignalled), as libcontainer does for the others.
+fn kill_raw(container: &Container, signal: Number, all: bool) -> Result<(), io::Error> {
+    let send = |pid: Pid| {
+        // SAFETY: kill(2) with a plain pid and signal number touches no memory.
+        let sent = unsafe { libc::kill(pid.as_raw(), signal.raw()) };
+        match Errno::result(sent) {
+            Ok(_) | Err(Errno::ESRCH) => Ok(()),
+            Err(err) => Err(io::Error::from(err)),
+        }
+    };
+    if !all {
+        return container
+            .pid()
+            .map_or_else(|| Err(io::Error::other("no init pid recorded")), send);
+    }
+    let cgroup_path = container
+        .spec()
+        .map_err(|err| io::Error::other(err.to_string()))?
+        .cgroup_path;
+    let manager = libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
+        cgroup_path,
+        systemd_cgroup: false,
+        container_name: container.id().to_owned(),
+    })
+    .map_err(|err| io::Error::other(err.to_string()))?;
+    let _ = manager.freeze(FreezerState::Frozen);
+    let pids = manager.get_all_pids();
+    let sent = pids
+        .map_err(|err| io::Error::other(err.to_string()))
+        .and_then(|pids| pids.into_iter().try_for_each(send));
+    let _ = manager.freeze(FreezerState::Thawed);
+    sent
+}
+
 fn check_id(id: &str) -> Result<(), Error> {
     if spec::layout::is_valid_id(id) {
         Ok(())

@@ -15,11 +15,10 @@ use std::os::unix::ffi::OsStringExt;
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use crate::executor::reset_signals;
-use crate::wait::exit_code;
+use crate::wait::wait_ended;
 
 /// Where the init is bound inside a container.
 pub const PATH: &str = "/sbin/kiln-init";
@@ -117,11 +116,11 @@ fn supervise(child: Pid, signals: &SignalFd) -> i32 {
 fn reap(child: Pid) -> Option<i32> {
     let mut code = None;
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return code,
-            Ok(status) => {
-                if status.pid() == Some(child) {
-                    code = exit_code(status).or(code);
+        match wait_ended(None, true) {
+            Ok(None) | Err(Errno::ECHILD) => return code,
+            Ok(Some((pid, ended))) => {
+                if pid == child {
+                    code = Some(ended.exit_code());
                 }
             }
             Err(Errno::EINTR) => {}

@@ -46,7 +46,7 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    #[error("unknown signal `{0}`: give a name (TERM, SIGTERM) or a number")]
+    #[error("unknown signal `{0}`: {hint}", hint = spec::signal::HINT)]
     UnknownSignal(String),
     #[error("{0}")]
     Unsupported(&'static str),

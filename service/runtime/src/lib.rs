@@ -28,4 +28,4 @@ pub use container::{CreateOptions, Runtime, Stdio, DEFAULT_CGROUP_PARENT, DEFAUL
 pub use error::Error;
 pub use exec::ExecOptions;
 pub use state::{State, Status};
-pub use wait::exit_code;
+pub use wait::{exit_code, wait_ended, Ended};

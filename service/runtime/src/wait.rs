@@ -6,8 +6,10 @@
 use nix::errno::Errno;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::WaitStatus;
 use nix::unistd::Pid;
+use rustix::process::WaitOptions;
+use spec::signal::Number;
 
 /// Signals passed on to the container process while waiting.
 const FORWARDED: [Signal; 8] = [
@@ -30,6 +32,58 @@ pub fn exit_code(status: WaitStatus) -> Option<i32> {
     }
 }
 
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Code(i32),
+    /// Killed by a signal, real-time ones included.
+    Signal(Number),
+}
+
+impl Ended {
+    /// The shell's exit code: the status, or 128+N when killed by signal N.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Self::Code(code) => code,
+            Self::Signal(signal) => 128 + signal.raw(),
+        }
+    }
+}
+
+/// Reaps `pid` (any child with `None`) once it has ended: blocking, or with `nohang` returning
+/// `None` while none has. A stop or continue is not an end. Unlike nix's waitpid, which reaps
+/// the child and then fails with EINVAL, this reads a death by a real-time signal.
+pub fn wait_ended(pid: Option<Pid>, nohang: bool) -> Result<Option<(Pid, Ended)>, Errno> {
+    let pid = match pid {
+        Some(pid) => Some(rustix::process::Pid::from_raw(pid.as_raw()).ok_or(Errno::EINVAL)?),
+        None => None,
+    };
+    let options = if nohang {
+        WaitOptions::NOHANG
+    } else {
+        WaitOptions::empty()
+    };
+    loop {
+        // rustix's waitpid without a pid waits for the process group only; `wait` is any child.
+        let waited = match pid {
+            Some(pid) => rustix::process::waitpid(Some(pid), options),
+            None => rustix::process::wait(options),
+        }
+        .map_err(|err| Errno::from_raw(err.raw_os_error()))?;
+        let Some((reaped, status)) = waited else {
+            return Ok(None);
+        };
+        let ended = if let Some(code) = status.exit_status() {
+            Ended::Code(code)
+        } else if let Some(signal) = status.terminating_signal().and_then(Number::new) {
+            Ended::Signal(signal)
+        } else {
+            continue;
+        };
+        return Ok(Some((Pid::from_raw(reaped.as_raw_nonzero().get()), ended)));
+    }
+}
+
 /// Waits for `pid`, a child of this process, forwarding [`FORWARDED`] signals to it; returns its
 /// exit code.
 pub(crate) fn wait_forwarding(pid: Pid) -> Result<i32, Errno> {
@@ -49,13 +103,9 @@ fn wait_loop(pid: Pid, mask: &SigSet) -> Result<i32, Errno> {
     let signals = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC)?;
     loop {
         // Checked before every read: the child may have ended before the mask was set.
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(status) => {
-                if let Some(code) = exit_code(status) {
-                    return Ok(code);
-                }
-            }
-            Err(Errno::EINTR) => continue,
+        match wait_ended(Some(pid), true) {
+            Ok(Some((_, ended))) => return Ok(ended.exit_code()),
+            Ok(None) | Err(Errno::EINTR) => {}
             Err(err) => return Err(err),
         }
         let Some(info) = signals.read_signal()? else {

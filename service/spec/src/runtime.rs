@@ -306,7 +306,7 @@ impl Runtime {
             if signal::parse(name).is_none() {
                 problems.push(Problem::new(
                     "stopSignal",
-                    format!("unknown signal `{name}`"),
+                    format!("unknown signal `{name}`: {}", signal::HINT),
                 ));
             }
         }

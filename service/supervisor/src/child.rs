@@ -7,10 +7,9 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use rustix::process::{pidfd_open, PidfdFlags};
+use spec::signal::Number;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -18,7 +17,7 @@ use tokio::io::Interest;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Code(i32),
-    Signal(Signal),
+    Signal(Number),
     /// It ended, but how is not known: it was adopted from an earlier supervisor, so its exit
     /// status went to PID 1.
     Unknown,
@@ -34,7 +33,7 @@ impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Code(code) => write!(f, "exited with status {code}"),
-            Self::Signal(signal) => write!(f, "killed by {}", signal.as_str()),
+            Self::Signal(signal) => write!(f, "killed by {signal}"),
             Self::Unknown => f.write_str("ended (status unknown: adopted)"),
         }
     }
@@ -96,13 +95,14 @@ impl Child {
     }
 
     fn reap(&self) -> io::Result<Exit> {
-        loop {
-            match waitpid(self.pid, None).map_err(io::Error::from)? {
-                WaitStatus::Exited(_, code) => return Ok(Exit::Code(code)),
-                WaitStatus::Signaled(_, signal, _) => return Ok(Exit::Signal(signal)),
-                // Stopped or continued: not an exit; wait on.
-                _ => continue,
-            }
+        // Read raw: a death by a real-time signal (systemd's SIGRTMIN+3) is an exit too.
+        match runtime::wait_ended(Some(self.pid), false).map_err(io::Error::from)? {
+            Some((_, runtime::Ended::Code(code))) => Ok(Exit::Code(code)),
+            Some((_, runtime::Ended::Signal(signal))) => Ok(Exit::Signal(signal)),
+            None => Err(io::Error::other(format!(
+                "wait for {}: no status",
+                self.pid
+            ))),
         }
     }
 }

@@ -219,7 +219,8 @@ impl Session {
         let Ok(input) = serde_json::from_slice::<ExecInput>(line) else {
             return;
         };
-        if let Some(signal) = spec::signal::parse(&input.signal) {
+        // The helper passes on the standard signals the client sends.
+        if let Some(signal) = spec::signal::parse(&input.signal).and_then(|s| s.as_nix()) {
             let _ = kill(self.helper.pid(), signal);
         }
     }
@@ -240,7 +241,7 @@ impl Session {
                 ..Answer::ok()
             },
             Exit::Signal(signal) => Answer {
-                exit_code: Some(128 + signal as i32),
+                exit_code: Some(128 + signal.raw()),
                 ..Answer::ok()
             },
             Exit::Unknown => Answer::error(format!(

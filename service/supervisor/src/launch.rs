@@ -67,7 +67,7 @@ pub async fn launch(
     let child = match Child::new(pid) {
         Ok(child) => child,
         Err(err) => {
-            let _ = helper.runtime().kill(&id, Signal::SIGKILL, true);
+            let _ = helper.runtime().kill(&id, Signal::SIGKILL.into(), true);
             let _ = waitpid(pid, None);
             let mut message = format!("watch container init {pid}: {err}");
             for problem in remove(helper.runtime(), &id, None).await {
@@ -98,7 +98,7 @@ pub async fn launch(
 pub async fn remove(runtime: &runtime::Runtime, id: &str, child: Option<&Child>) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(child) = child {
-        if let Err(err) = runtime.kill(id, Signal::SIGKILL, true) {
+        if let Err(err) = runtime.kill(id, Signal::SIGKILL.into(), true) {
             problems.push(format!("kill: {err}"));
         }
         if let Err(err) = child.wait(None).await {

@@ -9,8 +9,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use spec::runtime::Restart;
+use spec::signal::Number;
 
 use crate::child::Exit;
 
@@ -106,7 +106,7 @@ pub enum Action {
     /// Delete its exited container and release its mounts.
     CleanUp,
     /// Send this signal to its container.
-    Signal(Signal),
+    Signal(Number),
     /// Report `StopTimeout` after this long.
     StopTimer(Duration),
     /// Kill every process of its container.
@@ -140,7 +140,7 @@ impl Backoff {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     pub restart: Restart,
-    pub stop_signal: Signal,
+    pub stop_signal: Number,
     pub stop_timeout: Duration,
 }
 
@@ -148,7 +148,7 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             restart: Restart::Always,
-            stop_signal: Signal::SIGTERM,
+            stop_signal: nix::sys::signal::Signal::SIGTERM.into(),
             stop_timeout: Duration::from_secs(10),
         }
     }
@@ -321,6 +321,7 @@ impl Lifecycle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::signal::Signal;
 
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)
@@ -377,7 +378,7 @@ mod tests {
         );
         assert_eq!(no.state(), State::Exited);
         let mut no = running(policy(Restart::No), t0);
-        no.handle(Event::Exited(Exit::Signal(Signal::SIGKILL)), t0);
+        no.handle(Event::Exited(Exit::Signal(Signal::SIGKILL.into())), t0);
         assert_eq!(no.state(), State::Failed);
 
         let mut on_failure = running(policy(Restart::OnFailure), t0);
@@ -396,7 +397,7 @@ mod tests {
     fn stop_signals_then_kills_after_the_timeout() {
         let t0 = Instant::now();
         let policy = Policy {
-            stop_signal: Signal::SIGHUP,
+            stop_signal: Signal::SIGHUP.into(),
             stop_timeout: secs(5),
             ..Policy::default()
         };
@@ -405,12 +406,15 @@ mod tests {
         assert_eq!(service.state(), State::Ready);
         assert_eq!(
             service.handle(Event::StopRequested, t0),
-            [Action::Signal(Signal::SIGHUP), Action::StopTimer(secs(5))]
+            [
+                Action::Signal(Signal::SIGHUP.into()),
+                Action::StopTimer(secs(5))
+            ]
         );
         assert_eq!(service.handle(Event::StopRequested, t0), [], "asked twice");
         assert_eq!(service.handle(Event::StopTimeout, t0), [Action::Kill]);
         assert_eq!(
-            service.handle(Event::Exited(Exit::Signal(Signal::SIGKILL)), t0),
+            service.handle(Event::Exited(Exit::Signal(Signal::SIGKILL.into())), t0),
             [Action::CleanUp]
         );
         assert_eq!(
@@ -474,7 +478,10 @@ mod tests {
         assert_eq!(up.state(), State::Running);
         assert_eq!(
             up.handle(Event::RestartRequested, t0),
-            [Action::Signal(Signal::SIGTERM), Action::StopTimer(secs(10))]
+            [
+                Action::Signal(Signal::SIGTERM.into()),
+                Action::StopTimer(secs(10))
+            ]
         );
         assert_eq!(
             up.handle(Event::Exited(Exit::Code(0)), t0),

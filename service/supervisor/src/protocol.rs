@@ -147,7 +147,7 @@ impl From<Exit> for LastExit {
     fn from(exit: Exit) -> Self {
         match exit {
             Exit::Code(code) => Self::Code(code),
-            Exit::Signal(signal) => Self::Signal(signal.as_str().to_owned()),
+            Exit::Signal(signal) => Self::Signal(signal.to_string()),
             Exit::Unknown => Self::Unknown,
         }
     }

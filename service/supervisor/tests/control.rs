@@ -325,8 +325,16 @@ fn a_service_under_the_container_init_stops_on_the_forwarded_signal_root() {
             "(sleep 0.1 &); exec sleep 1000",
             json!({"init": true, "stopTimeout": 3}),
         );
+        // systemd in a container stops on SIGRTMIN+3, a real-time signal.
+        service(
+            &services,
+            "systemdish",
+            "exec sleep 1000",
+            json!({"init": true, "stopSignal": "SIGRTMIN+3", "stopTimeout": 3}),
+        );
         let (mut daemon, mut lines) = start_daemon(&containers, &[]);
         lines.expect("wrapped: running, pid ");
+        lines.expect("systemdish: running, pid ");
 
         // The init is PID 1 and the service's process its only child, PID 2, once the orphan
         // has been reaped (not left a zombie): polled from inside, 10 s at most.
@@ -348,6 +356,13 @@ fn a_service_under_the_container_init_stops_on_the_forwarded_signal_root() {
         lines.expect("wrapped: stopping with SIGTERM");
         assert_eq!(listed("wrapped")["last_exit"], json!({"code": 143}));
         assert_eq!(lines.count("wrapped: still running"), 0, "no SIGKILL");
+
+        // The real-time stop signal reaches the process, which dies of it: 128 + 37.
+        lines.mark();
+        assert!(cli_ok(&["stop", "systemdish"]).starts_with("systemdish: stopped"));
+        lines.expect("systemdish: stopping with SIGRTMIN+3");
+        assert_eq!(listed("systemdish")["last_exit"], json!({"code": 165}));
+        assert_eq!(lines.count("systemdish: still running"), 0, "no SIGKILL");
 
         assert_eq!(cli_ok(&["shutdown"]), "all services stopped\n");
         assert!(daemon.wait()?.success());

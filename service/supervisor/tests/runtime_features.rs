@@ -166,6 +166,12 @@ fn the_container_init_runs_the_process_and_passes_signals_on_root() {
         let out = String::from_utf8_lossy(&output.stdout);
         assert_eq!(out, "kiln-init 2\n", "{output:?}");
         assert_eq!(output.status.code(), Some(128 + 15), "{output:?}");
+        // A real-time signal is passed on too, and the shell's death by it read.
+        let script = "kill -37 1; sleep 5; echo survived";
+        let bundle = Bundle::new("init-rt", &["sh", "-c", script]);
+        let output = runtime_output(&["run", "--init", "-b", bundle.path(), "rt"]);
+        assert_eq!(output.status.code(), Some(128 + 37), "{output:?}");
+        assert!(output.stdout.is_empty(), "{output:?}");
 
         let mut bundle = Bundle::new("init-exit", &["sh", "-c", "exit 7"]);
         let run_init =

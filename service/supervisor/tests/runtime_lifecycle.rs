@@ -64,6 +64,19 @@ fn run_killed_by_signal_exits_128_plus_n_root() {
         ok(&["kill", "victim", "KILL"]);
         let status = run.wait()?;
         assert_eq!(status.code(), Some(137));
+
+        // A process that is not a namespace's init dies of a real-time signal's default
+        // action: 128 + 37 (nix's waitpid cannot name the signal and failed the wait).
+        let mut bundle = Bundle::new("rt-victim", &["sh", "-c", "kill -37 $$; echo survived"]);
+        bundle.edit(|config| {
+            config["linux"]["namespaces"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|ns| ns["type"] != "pid");
+        });
+        let output = runtime_output(&["run", "-b", bundle.path(), "rt-victim"]);
+        assert_eq!(output.status.code(), Some(128 + 37), "{output:?}");
+        assert!(output.stdout.is_empty(), "{output:?}");
         Ok(())
     });
 }
@@ -272,8 +285,18 @@ fn a_failing_poststart_or_poststop_hook_warns_and_the_rest_run_root() {
 fn kill_delivers_each_signal_to_the_process_traps_root() {
     sandbox::test(|| {
         // A shell as the container's PID 1 with a trap per signal; its root is writable (no
-        // `readonly`), so each trap leaves a file. `kill` must reach the trap for each.
-        for signal in ["TERM", "USR1", "USR2", "HUP"] {
+        // `readonly`), so each trap leaves a file. `kill` must reach the trap for each, the
+        // real-time ones too, by name or number (SIGRTMIN is 34, as glibc and runc count).
+        let signals = [
+            ("TERM", "TERM"),
+            ("USR1", "USR1"),
+            ("USR2", "USR2"),
+            ("HUP", "HUP"),
+            ("SIGRTMIN+3", "37"),
+            ("34", "34"),
+            ("RTMAX", "64"),
+        ];
+        for (given, signal) in signals {
             let script = format!(
                 "trap 'touch /{signal}; exit 0' {signal}; echo ready; sleep 1000 & wait $!"
             );
@@ -292,7 +315,7 @@ fn kill_delivers_each_signal_to_the_process_traps_root() {
             let mut line = String::new();
             BufReader::new(output).read_line(&mut line)?;
             assert_eq!(line, "ready\n", "the trap is set");
-            ok(&["kill", &id, signal]);
+            ok(&["kill", &id, given]);
             assert_eq!(
                 exit_status(wait_child(pid)),
                 0,

@@ -480,6 +480,21 @@ fn runtime_sections_follow_the_spec_crate_and_supervision_rules() {
         "services[0].runtime.stopSignal",
         "unknown signal",
     );
+    // Real-time signals by name or number, as runc takes them; systemd stops on SIGRTMIN+3.
+    for signal in ["SIGRTMIN+3", "RTMAX-2", "37", "64"] {
+        let yaml = service(&format!("    runtime:\n      stopSignal: \"{signal}\"\n"));
+        assert!(
+            problems(&yaml).is_empty(),
+            "{signal}: {:?}",
+            problems(&yaml)
+        );
+    }
+    one_problem(
+        &service("    runtime:\n      stopSignal: SIGRTMIN+31\n"),
+        5,
+        "services[0].runtime.stopSignal",
+        "or a number from 1 to 64",
+    );
     one_problem(
         &service("    runtime:\n      restart: sometimes\n"),
         5,

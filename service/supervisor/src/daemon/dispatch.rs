@@ -119,7 +119,7 @@ impl Daemon {
             Event::StopRequested if after == State::Stopping => (
                 format!(
                     "{name}: stopping with {}",
-                    policy.map_or("SIGTERM", |p| p.stop_signal.as_str())
+                    policy.map_or_else(|| "SIGTERM".to_owned(), |p| p.stop_signal.to_string())
                 ),
                 Weight::Detail,
             ),
@@ -179,7 +179,11 @@ impl Daemon {
                 None
             }
             Action::Kill => {
-                if let Err(err) = self.helper.runtime().kill(name, Signal::SIGKILL, true) {
+                if let Err(err) = self
+                    .helper
+                    .runtime()
+                    .kill(name, Signal::SIGKILL.into(), true)
+                {
                     self.events.line(&format!("{name}: {err}"));
                 }
                 None

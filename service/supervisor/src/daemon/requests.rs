@@ -203,7 +203,10 @@ impl Daemon {
             Err(err) => return Answer::error(err),
         };
         let Some(signal) = spec::signal::parse(signal) else {
-            return Answer::error(format!("kill {name}: unknown signal `{signal}`"));
+            return Answer::error(format!(
+                "kill {name}: unknown signal `{signal}`: {}",
+                spec::signal::HINT
+            ));
         };
         if service.pid.is_none() {
             return Answer::error(format!(

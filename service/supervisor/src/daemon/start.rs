@@ -114,7 +114,7 @@ impl Daemon {
             let exit = match child.wait(None).await {
                 Ok(Some(exit)) => exit,
                 // The init is gone without a status we can read; count it as killed.
-                _ => Exit::Signal(Signal::SIGKILL),
+                _ => Exit::Signal(Signal::SIGKILL.into()),
             };
             let _ = sender.send(Message {
                 name,
