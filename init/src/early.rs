@@ -1,6 +1,6 @@
 //! Early system set-up, as LinuxKit's rc.init does it: the mount table, device nodes and links,
-//! the /var skeleton, cgroups (v2 unless the kernel command line asks for v1), `/` made rshared,
-//! resource limits, the hostname and the resolv.conf target.
+//! the /var skeleton, cgroups (v2 unless the kernel command line asks for v1), `/` made rshared
+//! but /proc, /sys and /dev private, resource limits, the hostname and the resolv.conf target.
 //! Runs in: PID 1 before anything else is started; the mounts and devices only as the system's
 //! init (not in userspace mode). Every failure is logged and survived; optional filesystems
 //! fail quietly.
@@ -158,7 +158,11 @@ impl Cgroups {
     }
 }
 
-/// The mount table, device nodes and links, /var, cgroups and `/` rshared.
+/// The mounts no container's mount may reach, made private after `/` is made rshared.
+pub const PRIVATE_MOUNTS: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// The mount table, device nodes and links, /var, cgroups, `/` rshared and [`PRIVATE_MOUNTS`]
+/// private.
 pub fn mount_all() {
     // Mount points are made while the root is still writable.
     for target in ["/proc", "/run", "/tmp", "/var", "/dev", "/sys"] {
@@ -227,6 +231,21 @@ pub fn mount_all() {
         None::<&str>,
     ) {
         say!("make / rshared: {err}");
+    }
+    // The kernel's own filesystems are private: a container whose root is shared and which binds
+    // /sys (or /proc, /dev) would otherwise share its mounts below them with the system's, and
+    // the read-only cgroup mount the runtime makes at its /sys/fs/cgroup would cover the
+    // system's, failing every later container. /, /var, /run and /tmp stay shared.
+    for target in PRIVATE_MOUNTS {
+        if let Err(err) = mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ) {
+            say!("make {target} rprivate: {err}");
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 # Image and build benchmark: the size of what Kiln puts on an image to run containers (init and
 # the service binary) beside what a LinuxKit image carries for the same job (Debian's containerd,
 # containerd-shim-runc-v2 and runc); the size of the example image; and the time `kiln build`
-# takes for yml/example.yml with a warm cache (one build first, then ROUNDS timed builds).
+# takes for yml/example.yml with a warm cache (one build first, then ROUNDS timed builds); and
+# the peak memory of a build, of the example and of an image holding one file of BIG_MIB MiB.
 # Usage: tests/bench/image.sh [ROUNDS]  (RELEASE=directory of the release binaries)
 set -euo pipefail
 # shellcheck source=tests/bench/harness.sh
@@ -58,3 +59,29 @@ echo "|---|---|---|---|"
 echo "| kiln build yml/example.yml, warm cache | $min | $median | $max |"
 echo
 echo "$ROUNDS builds after one that filled the cache."
+
+# Peak memory (GNU time's maximum resident set): the example, warm, and an image whose one
+# layer holds a single file of BIG_MIB MiB (a docker-archive made here), built as a tar.
+need_tools /usr/bin/time sha256sum
+BIG_MIB=${BIG_MIB:-1024}
+peak() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+example_peak=$(peak "$KILN" build -o "$work" yml/example.yml)
+big=$work/big
+mkdir -p "$big/root" "$big/save/l1"
+head -c "$((BIG_MIB << 20))" /dev/zero >"$big/root/big"
+tar -C "$big/root" -cf "$big/save/l1/layer.tar" big
+rm -rf "$big/root"
+diff=$(sha256sum "$big/save/l1/layer.tar" | cut -d' ' -f1)
+printf '{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$diff" >"$big/config.json"
+config=$(sha256sum "$big/config.json" | cut -d' ' -f1).json
+mv "$big/config.json" "$big/save/$config"
+printf '[{"Config":"%s","RepoTags":["big:1"],"Layers":["l1/layer.tar"]}]' "$config" >"$big/save/manifest.json"
+tar -C "$big/save" -cf "$big/big.tar" .
+rm -rf "$big/save"
+printf 'init:\n  - docker-archive:big.tar\n' >"$big/big.yml"
+big_peak=$(cd "$big" && peak "$KILN" build --format tar -o out big.yml)
+echo "| build | peak RSS MiB |"
+echo "|---|---|"
+echo "| kiln build yml/example.yml, warm cache | $((example_peak / 1024)) |"
+echo "| kiln build --format tar of one $BIG_MIB MiB file | $((big_peak / 1024)) |"

@@ -93,6 +93,17 @@ pub(crate) fn prepare(bundle: &Path, id: &str, cgroup_parent: &str) -> Result<Sp
     spec.set_root(Some(new_root));
     let mut linux = spec.linux().clone().unwrap_or_else(Linux::default);
     linux.set_cgroups_path(cgroups_path);
+    // runc takes the recursive names too; libcontainer makes every mode recursive but knows
+    // only the plain names.
+    let plain = linux
+        .rootfs_propagation()
+        .as_deref()
+        .and_then(|mode| mode.strip_prefix('r'))
+        .filter(|mode| ["shared", "slave", "private", "unbindable"].contains(mode))
+        .map(str::to_owned);
+    if plain.is_some() {
+        linux.set_rootfs_propagation(plain);
+    }
     spec.set_linux(Some(linux));
     Ok(spec)
 }

@@ -421,6 +421,21 @@ fn helper_creates_a_container_whose_init_is_the_callers_child_root() {
 }
 
 #[test]
+fn rootfs_propagation_takes_the_recursive_names_as_runc_does_root() {
+    sandbox::test(|| {
+        let mut bundle = Bundle::new("propagation", &["true"]);
+        for mode in [
+            "rshared", "rslave", "rprivate", "shared", "slave", "private",
+        ] {
+            bundle.edit(|config| config["linux"]["rootfsPropagation"] = json!(mode));
+            let (code, _, err) = run(&bundle, &format!("propagation-{mode}"));
+            assert_eq!(code, 0, "{mode}: {err}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn no_pivot_runs_the_container_root() {
     sandbox::test(|| {
         let bundle = Bundle::new("nopivot", &["sh", "-c", "cat /proc/1/comm; exit 5"]);

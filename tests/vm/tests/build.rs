@@ -90,6 +90,7 @@ fn a_built_image_boots_and_runs_its_bundles() {
         &report,
         &dir.path().join("cache"),
         None,
+        kiln::images::local::DEFAULT_MAX_LAYER,
         &mut |_, _, _| {},
     )
     .expect("assemble");

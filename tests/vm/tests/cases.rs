@@ -120,8 +120,9 @@ fn onboot_runs_in_order_past_a_failure_and_onshutdown_runs_at_poweroff() {
     console.assert_printed("first-says-hello");
     console.assert_printed("onboot 001-second: failed: exited with status 3");
     console.assert_printed("onboot 002-third: exited with status 0");
+    console.assert_printed("onboot 003-fourth: exited with status 0");
     let done = console.assert_printed("PROBE DONE");
-    let shutdown = console.assert_printed("onshutdown saw 1,2,3,");
+    let shutdown = console.assert_printed("onshutdown saw 1,2,3,4,");
     assert!(
         done < shutdown,
         "onshutdown runs at poweroff, after the probe"

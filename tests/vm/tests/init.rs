@@ -205,6 +205,29 @@ poweroff
             "{point} has {options}: {mount:?}"
         );
     }
+    // Containers share mounts below /var (and /run, /tmp) with the system, never below the
+    // kernel's filesystems: those are private.
+    for point in ["/var", "/run", "/tmp"] {
+        assert!(
+            find(point).1.contains("shared:"),
+            "{point} is shared: {:?}",
+            find(point)
+        );
+    }
+    for point in [
+        "/proc",
+        "/sys",
+        "/sys/fs/cgroup",
+        "/dev",
+        "/dev/pts",
+        "/dev/shm",
+    ] {
+        assert!(
+            !find(point).1.contains("shared:"),
+            "{point} is private: {:?}",
+            find(point)
+        );
+    }
     assert!(find("/run").3.contains("mode=755"), "{:?}", find("/run"));
     assert_eq!(run.lines_after("PROBE modes "), ["1777 1777 755 1777"]);
     assert!(find("/dev/pts").3.contains("gid=5"));

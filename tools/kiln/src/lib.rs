@@ -43,7 +43,7 @@ pub fn load(inputs: &[Input]) -> (Manifest, Report) {
 /// Puts the report's problems in file order (as `inputs` has the files), then line order.
 pub fn sort(report: &mut Report, inputs: &[Input]) {
     let order = |file: &str| inputs.iter().position(|input| input.name == file);
-    report
-        .diagnostics
-        .sort_by_key(|diagnostic| (order(&diagnostic.file), diagnostic.line));
+    for list in [&mut report.diagnostics, &mut report.warnings] {
+        list.sort_by_key(|diagnostic| (order(&diagnostic.file), diagnostic.line));
+    }
 }

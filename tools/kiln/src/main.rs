@@ -73,6 +73,10 @@ enum Command {
         /// The local image cache (default: $KILN_CACHE, else ~/.cache/kiln/images).
         #[arg(long, value_name = "DIR")]
         cache: Option<PathBuf>,
+        /// The most one image layer may unpack to (bytes, or with K, M, G or T); a larger
+        /// one is refused, naming it.
+        #[arg(long, default_value = "8G", value_name = "SIZE", value_parser = parse_size)]
+        max_layer_size: u64,
         #[command(flatten)]
         pull: PullArgs,
         /// Manifest files; `-` reads standard input.
@@ -216,9 +220,10 @@ fn main() -> ExitCode {
             name,
             format,
             cache,
+            max_layer_size,
             pull,
             files,
-        } => build(&files, &dir, name, format, cache, pull),
+        } => build(&files, &dir, name, format, cache, max_layer_size, pull),
         Command::Cache(command) => cache(command),
         Command::Run(args) => run(args),
         Command::Pkg(Pkg::Build {
@@ -369,6 +374,7 @@ fn cache(Cache { cache, command }: Cache) -> ExitCode {
 
 fn pkg_build(packages: &[PathBuf], force: bool, cache: Option<PathBuf>) -> ExitCode {
     let cache = cache.unwrap_or_else(kiln::images::cache::default_cache);
+    kiln::tree::content::set_spill_dir(cache.join(kiln::oci::ingest::INGEST_DIR));
     for_each_package(packages, "build", |package, debian| {
         let built = pkgbuild::build(package, debian, &cache, force, &mut |step| {
             eprintln!("kiln pkg: {step}")
@@ -422,6 +428,7 @@ fn build(
     name: Option<String>,
     format: Format,
     cache: Option<PathBuf>,
+    max_layer: u64,
     pull: PullArgs,
 ) -> ExitCode {
     let mut inputs = Vec::new();
@@ -438,6 +445,9 @@ fn build(
     let (manifest, mut report) = kiln::load(&inputs);
     kiln::build::preflight::check(&manifest, &mut report, format);
     kiln::sort(&mut report, &inputs);
+    for warning in &report.warnings {
+        eprintln!("{warning}");
+    }
     let mut problems: Vec<String> = report.diagnostics.iter().map(ToString::to_string).collect();
     if let Some(problem) = output::name_problem(&name) {
         problems.push(format!("--name: {problem}"));
@@ -454,6 +464,7 @@ fn build(
         return ExitCode::FAILURE;
     }
     let cache = cache.unwrap_or_else(kiln::images::cache::default_cache);
+    kiln::tree::content::set_spill_dir(cache.join(kiln::oci::ingest::INGEST_DIR));
     let terminal = io::stderr().is_terminal();
     let mut progress = |image: &str, done: usize, total: usize| {
         if terminal {
@@ -470,8 +481,15 @@ fn build(
         logins: pull.registry_auth,
         terminal,
     });
-    let result = assemble::assemble(&manifest, &report, &cache, Some(&registry), &mut progress)
-        .and_then(|assembly| output::write(&assembly, dir, &name, format));
+    let result = assemble::assemble(
+        &manifest,
+        &report,
+        &cache,
+        Some(&registry),
+        max_layer,
+        &mut progress,
+    )
+    .and_then(|assembly| output::write(&assembly, dir, &name, format));
     match result {
         Ok(written) => {
             if terminal {
@@ -486,6 +504,36 @@ fn build(
             ExitCode::FAILURE
         }
     }
+}
+
+/// A size in bytes: a number, optionally followed by K, M, G or T (powers of 1024; `KiB`,
+/// `MB` and the like read the same).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let digits = upper.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = upper[digits.len()..]
+        .trim_end_matches('B')
+        .trim_end_matches('I');
+    let shift = match unit {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => {
+            return Err(format!(
+                "`{text}`: give bytes, or a number with K, M, G or T"
+            ))
+        }
+    };
+    let number: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: give bytes, or a number with K, M, G or T"))?;
+    number
+        .checked_mul(1 << shift)
+        .filter(|&size| size > 0)
+        .ok_or_else(|| format!("`{text}`: give a size above 0 and below 16 EiB"))
 }
 
 /// The first manifest's file name without `.yml`/`.yaml`; `kiln` for standard input.
@@ -514,12 +562,15 @@ fn validate(files: &[String], json: bool, print: bool) -> ExitCode {
                 line: 0,
                 path: ".".into(),
                 message: format!("cannot read: {err}"),
+                warning: false,
             }),
         }
     }
     let (mut manifest, report) = kiln::load(&inputs);
     let mut diagnostics = unreadable;
     diagnostics.extend(report.diagnostics);
+    let problems = diagnostics.len();
+    diagnostics.extend(report.warnings);
     if json {
         match serde_json::to_string_pretty(&diagnostics) {
             Ok(text) => println!("{text}"),
@@ -530,9 +581,9 @@ fn validate(files: &[String], json: bool, print: bool) -> ExitCode {
             eprintln!("{diagnostic}");
         }
     }
-    if !diagnostics.is_empty() {
+    if problems > 0 {
         if !json {
-            let count = diagnostics.len();
+            let count = problems;
             eprintln!(
                 "kiln: {count} problem{} found",
                 if count == 1 { "" } else { "s" }

@@ -168,7 +168,7 @@ fn succeed(output: Output) {
 
 fn data(tree: &Tree, key: &str) -> Vec<u8> {
     match tree.get(key).map(|node| &node.kind) {
-        Some(Kind::File { data, .. }) => data.to_vec(),
+        Some(Kind::File { data, .. }) => data.to_vec().expect("read back"),
         other => panic!("{key}: {other:?}"),
     }
 }
@@ -577,4 +577,50 @@ files:
         );
     }
     assert!(!err.contains("pull"), "{err}");
+}
+
+#[test]
+fn a_builds_memory_does_not_grow_with_the_files_it_holds() {
+    // One file far larger than the address space kiln is given: its bytes must pass through
+    // the spill on disk, never whole in memory (an earlier kiln held a file several times).
+    const BIG: u64 = 512 << 20;
+    const LIMIT: u64 = 256 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let big = kiln::tree::Content::read_from(std::io::repeat(b'z').take(BIG)).expect("spill");
+    let mut layer = Tree::new();
+    layer.put("big", Node::file(big, 0o644));
+    Layout::create(&dir.path().join("big"))
+        .expect("layout")
+        .put_image("v1", &[layer], Config::default())
+        .expect("put");
+    fs::write(dir.path().join("big.yml"), "init:\n  - oci:big\n").expect("manifest");
+    let output = Command::new("prlimit")
+        .arg(format!("--as={LIMIT}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(dir.path())
+        .args(["build", "--format", "tar", "big.yml"])
+        .env("KILN_CACHE", dir.path().join("cache"))
+        .output()
+        .expect("run kiln under prlimit");
+    succeed(output);
+    let mut archive = tar::Archive::new(fs::File::open(dir.path().join("big.tar")).expect("tar"));
+    let mut entry = archive
+        .entries()
+        .expect("entries")
+        .map(|entry| entry.expect("entry"))
+        .find(|entry| entry.path().expect("path").as_os_str() == "big")
+        .expect("the file is in the image");
+    assert_eq!(entry.size(), BIG);
+    let mut buf = vec![0; 1 << 20];
+    let mut seen = 0;
+    loop {
+        let n = entry.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        assert!(buf[..n].iter().all(|&b| b == b'z'), "the bytes are kept");
+        seen += n as u64;
+    }
+    assert_eq!(seen, BIG);
 }

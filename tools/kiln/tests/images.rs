@@ -52,6 +52,7 @@ fn sources(base: &Path) -> Sources<'static> {
         base: base.to_owned(),
         cache: base.join("cache"),
         registry: None,
+        max_layer: kiln::images::local::DEFAULT_MAX_LAYER,
     }
 }
 
@@ -199,7 +200,7 @@ fn a_changed_blob_a_missing_image_and_the_cache() {
     let text = format!("{err:#}");
     assert!(
         text.starts_with(&format!(
-            "image `oci:img`: layer 0: blob {layer} does not match its digest"
+            "image `oci:img`: layer 0 ({layer}): blob {layer} does not match its digest"
         )),
         "{text}"
     );
@@ -230,4 +231,53 @@ fn a_changed_blob_a_missing_image_and_the_cache() {
         format!("{err:#}").contains("no image named `docker.io/library/alpine:3.21`"),
         "{err:#}"
     );
+}
+
+#[test]
+fn a_layer_past_the_limit_is_refused_by_name_and_large_files_read_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layout = Layout::create(&dir.path().join("img")).expect("layout");
+    // 4 MiB of one byte: gzip makes it a few KiB; it unpacks far past a 1 MiB limit.
+    let big: Vec<u8> = vec![b'k'; 4 << 20];
+    let mut layer = Tree::new();
+    layer.put("data/big", Node::file(big.clone(), 0o644));
+    layer.put("data/small", Node::file(&b"small"[..], 0o644));
+    let manifest = layout
+        .put_image("v1", &[base_layer(), layer], config())
+        .expect("put");
+    let manifest_path = dir
+        .path()
+        .join(format!("img/blobs/sha256/{}", manifest.digest().digest()));
+    let manifest_json: serde_json::Value =
+        serde_json::from_slice(&fs::read(&manifest_path).expect("manifest")).expect("json");
+    let second = manifest_json["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        manifest_json["layers"][1]["size"].as_u64().unwrap() < 64 << 10,
+        "the layer is small compressed"
+    );
+
+    let mut limited = sources(dir.path());
+    limited.max_layer = 1 << 20;
+    let err = read(&limited, "oci:img").expect_err("past the limit");
+    let text = format!("{err:#}");
+    assert!(
+        text.starts_with(&format!("image `oci:img`: layer 1 ({second}): ")),
+        "{text}"
+    );
+    assert!(
+        text.contains("unpacks to more than 1048576 bytes") && text.contains("--max-layer-size"),
+        "{text}"
+    );
+
+    // Under the default limit it reads, the large file (on disk, in the spill) whole.
+    let image = read(&sources(dir.path()), "oci:img").expect("read");
+    let data = |key: &str| match image.rootfs.get(key).map(|node| &node.kind) {
+        Some(Kind::File { data, .. }) => data.to_vec().expect("read back"),
+        other => panic!("{key}: {other:?}"),
+    };
+    assert_eq!(data("data/big"), big);
+    assert_eq!(data("data/small"), b"small");
 }

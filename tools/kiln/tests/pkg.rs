@@ -55,14 +55,15 @@ fn image(cache: &Path, reference: &str) -> kiln::images::local::LocalImage {
         base: PathBuf::from("."),
         cache: cache.to_owned(),
         registry: None,
+        max_layer: kiln::images::local::DEFAULT_MAX_LAYER,
     }
     .read(reference, &mut |_, _| {})
     .unwrap_or_else(|err| panic!("{reference}: {err:#}"))
 }
 
-fn data<'a>(tree: &'a Tree, key: &str) -> &'a [u8] {
+fn data(tree: &Tree, key: &str) -> Vec<u8> {
     match tree.get(key).map(|node| &node.kind) {
-        Some(Kind::File { data, .. }) => data,
+        Some(Kind::File { data, .. }) => data.to_vec().expect("read back"),
         other => panic!("{key}: {other:?}"),
     }
 }
@@ -134,7 +135,7 @@ fn a_package_of_files_a_binary_and_a_deb_is_cached_under_its_tag() {
 
     let image = image(cache.path(), &reference);
     let root = &image.rootfs;
-    let busybox = data(root, "bin/busybox");
+    let busybox = &data(root, "bin/busybox")[..];
     assert!(busybox.starts_with(b"\x7fELF"));
     assert!(
         matches!(&root.get("bin/sh").expect("sh").kind, Kind::Symlink(t) if t == "/bin/busybox")
@@ -319,14 +320,15 @@ fn every_example_builds_from_the_packages() {
         "a bzImage"
     );
     let mut modules = Tree::new();
-    kiln::tree::layer::apply(&mut modules, data(&kernel.rootfs, "kernel.tar")).expect("kernel.tar");
+    kiln::tree::layer::apply(&mut modules, &data(&kernel.rootfs, "kernel.tar")[..])
+        .expect("kernel.tar");
     let dep = modules
         .iter()
         .find(|(key, _)| key.starts_with("lib/modules/") && key.ends_with("/modules.dep"))
         .map(|(key, _)| key.to_owned())
         .expect("modules.dep");
     assert!(
-        text(data(&modules, &dep)).contains("overlay.ko"),
+        text(&data(&modules, &dep)).contains("overlay.ko"),
         "modules.dep lists overlay"
     );
 }

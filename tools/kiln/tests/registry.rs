@@ -497,7 +497,9 @@ impl Kiln {
         let mut tree = Tree::new();
         kiln::tree::layer::apply(&mut tree, &tar[..]).expect("read the tar");
         match tree.get(path).map(|node| &node.kind) {
-            Some(Kind::File { data, .. }) => String::from_utf8_lossy(data).into_owned(),
+            Some(Kind::File { data, .. }) => {
+                String::from_utf8_lossy(&data.to_vec().expect("read back")).into_owned()
+            }
             other => panic!("{path} in the image: {other:?}"),
         }
     }

@@ -6,18 +6,29 @@ use kiln::{load, Input};
 
 /// The problems of one manifest, as "LINE: PATH: MESSAGE".
 fn problems(yaml: &str) -> Vec<String> {
+    reported(yaml).0
+}
+
+/// The warnings of one manifest, as "LINE: PATH: MESSAGE".
+fn warnings(yaml: &str) -> Vec<String> {
+    reported(yaml).1
+}
+
+/// The problems and the warnings of one manifest.
+fn reported(yaml: &str) -> (Vec<String>, Vec<String>) {
     let (_, report) = load(&[Input {
         name: "m.yml".into(),
         text: yaml.into(),
     }]);
-    report
-        .diagnostics
-        .iter()
-        .map(|d| {
-            assert_eq!(d.file, "m.yml");
-            format!("{}: {}: {}", d.line, d.path, d.message)
-        })
-        .collect()
+    let lines = |list: &[kiln::Diagnostic]| -> Vec<String> {
+        list.iter()
+            .map(|d| {
+                assert_eq!(d.file, "m.yml");
+                format!("{}: {}: {}", d.line, d.path, d.message)
+            })
+            .collect()
+    };
+    (lines(&report.diagnostics), lines(&report.warnings))
 }
 
 /// Asserts that `yaml` has exactly one problem, at `line` and `path`, whose message holds `words`.
@@ -657,5 +668,87 @@ fn several_files_merge_and_problems_name_their_file() {
     assert_eq!(
         found,
         ["extra.yml:7: services[1].name: `a` is already the name of services[0] (base.yml:5)"]
+    );
+}
+
+#[test]
+fn a_shared_bind_of_a_system_mount_is_valid_with_a_warning() {
+    // LinuxKit's mount package: /var shared on purpose, /dev bound with the default options.
+    let yaml = "onboot:
+  - name: mount
+    image: linuxkit/mount:v1.0
+    binds: [/dev:/dev:ro, /sys:/sys]
+    binds.add: ['/var:/var:rshared,rbind', '/proc/sys:/proc/sys:rshared']
+    rootfsPropagation: shared
+    mounts:
+      - {type: bind, source: /sys/fs/cgroup, destination: /cg, options: [rbind]}
+      - {type: bind, source: /srv, destination: /srv, options: [rbind]}
+services:
+  - name: plain
+    image: alpine:3
+    binds: [/sys:/sys, /dev:/dev:rslave]
+";
+    assert!(problems(yaml).is_empty(), "{:?}", problems(yaml));
+    let found = warnings(yaml);
+    let paths: Vec<&str> = found
+        .iter()
+        .map(|w| w.split(": ").nth(1).unwrap())
+        .collect();
+    // /dev:/dev:ro gives its own options (not shared); /var is not a system mount; the
+    // service has no shared root and asks for no shared bind.
+    assert_eq!(
+        paths,
+        [
+            "onboot[0].binds[1]",
+            "onboot[0].binds.add[1]",
+            "onboot[0].mounts[0]"
+        ],
+        "{found:#?}"
+    );
+    assert!(found[0].starts_with("4: "), "{found:?}");
+    assert!(
+        found[0].contains("binds /sys with shared propagation") && found[0].contains("private"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn what_a_build_would_refuse_validate_refuses_first() {
+    one_problem(
+        &service("    command: []\n"),
+        4,
+        "services[0].command",
+        "is empty: nothing would run",
+    );
+    one_problem(
+        &service("    mounts:\n      - {type: bind, destination: /x}\n"),
+        5,
+        "services[0].mounts[0]",
+        "the bind mount on `/x` has no source",
+    );
+    for (key, value, words) in [
+        ("binary", "../vmlinuz", "leaves its tree"),
+        ("tar", "/", "is the image's root"),
+        ("ucode", "a/../../u.cpio", "leaves its tree"),
+    ] {
+        one_problem(
+            &format!("kernel:\n  image: linuxkit/kernel:6.6\n  {key}: \"{value}\"\n"),
+            3,
+            &format!("kernel.{key}"),
+            words,
+        );
+    }
+    assert!(problems("kernel:\n  image: k:1\n  tar: none\n").is_empty());
+    one_problem(
+        "files:\n  - path: \"etc/a\\0b\"\n    contents: x\n",
+        2,
+        "files[0].path",
+        "contains a NUL byte",
+    );
+    one_problem(
+        "files:\n  - path: etc/link\n    symlink: \"/x\\0y\"\n",
+        3,
+        "files[0].symlink",
+        "contains a NUL byte",
     );
 }

@@ -28,7 +28,7 @@ use crate::manifest::entry::{Id, Image};
 use crate::manifest::{label, process};
 use crate::manifest::{File, Manifest, Volume};
 use crate::oci::layout::Layout;
-use crate::tree::{self, Kind, Node, Tree};
+use crate::tree::{self, Content, Kind, Node, Tree};
 use crate::tree::{hostdir, layer};
 
 /// Where init images and volumes point `/etc/resolv.conf`.
@@ -57,12 +57,12 @@ const FIRST_ID: u32 = 100;
 pub struct Assembly {
     /// Everything, including `boot/kernel`, `boot/cmdline` and `boot/ucode.cpio`.
     pub rootfs: Tree,
-    pub kernel: Option<Vec<u8>>,
+    pub kernel: Option<Content>,
     /// The kernel as an ELF (`vmlinux` in the kernel image, as Kiln's kernel packages carry
     /// it): qemu boots it directly, seconds sooner than the compressed kernel.
-    pub vmlinux: Option<Vec<u8>>,
+    pub vmlinux: Option<Content>,
     pub cmdline: String,
-    pub ucode: Option<Vec<u8>>,
+    pub ucode: Option<Content>,
 }
 
 /// Reports unpacking progress: the image, layers done, layers in all.
@@ -70,18 +70,21 @@ pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
 
 /// Assembles `manifest` (already checked; `report` holds its documents, so relative paths
 /// are taken from each entry's file), reading cached images from `cache` and pulling the
-/// registry images it lacks through `registry`.
+/// registry images it lacks through `registry`. No layer may unpack to more than `max_layer`
+/// bytes.
 pub fn assemble(
     manifest: &Manifest,
     report: &Report,
     cache: &Path,
     registry: Option<&Registry>,
+    max_layer: u64,
     progress: Progress<'_>,
 ) -> Result<Assembly> {
     let mut builder = Builder {
         report,
         cache: cache.to_owned(),
         registry,
+        max_layer,
         images: HashMap::new(),
         progress,
         assembly: Assembly::default(),
@@ -199,6 +202,7 @@ struct Builder<'a> {
     report: &'a Report,
     cache: PathBuf,
     registry: Option<&'a Registry>,
+    max_layer: u64,
     images: HashMap<(PathBuf, String), Rc<LocalImage>>,
     progress: Progress<'a>,
     assembly: Assembly,
@@ -218,6 +222,7 @@ impl Builder<'_> {
             base,
             cache: self.cache.clone(),
             registry: self.registry,
+            max_layer: self.max_layer,
         };
         let progress = &mut self.progress;
         let image = Rc::new(sources.read(text, &mut |done, total| progress(text, done, total))?);
@@ -233,10 +238,10 @@ impl Builder<'_> {
         let image = self
             .image(&kernel.origin, &kernel.image)
             .with_context(context)?;
-        let file = |name: &str| -> Option<Vec<u8>> {
+        let file = |name: &str| -> Option<Content> {
             let key = tree::key(name).ok()??;
             match &image.rootfs.get(&key)?.kind {
-                Kind::File { data, .. } => Some(data.to_vec()),
+                Kind::File { data, .. } => Some(data.clone()),
                 _ => None,
             }
         };
@@ -257,7 +262,7 @@ impl Builder<'_> {
             given => {
                 let name = given.unwrap_or(defaults::KERNEL_TAR);
                 match file(name) {
-                    Some(tar) => layer::apply(rootfs, &tar[..])
+                    Some(tar) => layer::apply(rootfs, tar.reader())
                         .map_err(|err| anyhow!("image `{}`: {name}: {err}", kernel.image))
                         .with_context(context)?,
                     None if given.is_some() => {
@@ -288,7 +293,10 @@ impl Builder<'_> {
                 .image(origin, text)
                 .with_context(|| self.report.describe(origin))?;
             if let Some(Kind::File { data, .. }) = image.rootfs.get(APK_DB).map(|n| &n.kind) {
-                apk_db.get_or_insert_with(Vec::new).extend_from_slice(data);
+                let db = data
+                    .to_vec()
+                    .with_context(|| format!("cannot read {APK_DB}"))?;
+                apk_db.get_or_insert_with(Vec::new).extend_from_slice(&db);
             }
             self.assembly
                 .rootfs
@@ -420,7 +428,7 @@ impl Builder<'_> {
             file_kind(metadata(manifest, &file.metadata)?)
         } else if !file.source.is_empty() {
             let path = source_path(file, self.report);
-            match std::fs::read(&path) {
+            match Content::read_file(&path) {
                 Ok(bytes) => file_kind(bytes),
                 Err(_) if file.optional => return Ok(()),
                 Err(err) => bail!("source: cannot read {}: {err}", path.display()),
@@ -453,7 +461,7 @@ impl Builder<'_> {
     }
 }
 
-fn file_kind(data: Vec<u8>) -> Kind {
+fn file_kind(data: impl Into<Content>) -> Kind {
     Kind::File {
         data: data.into(),
         inode: 0,

@@ -7,7 +7,7 @@
 //! Runs in: `kiln build` on the build host. Writes only in the output directory.
 
 use std::fs;
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -71,12 +71,14 @@ pub fn write(assembly: &Assembly, dir: &Path, name: &str, format: Format) -> Res
             let mut files: Vec<(String, Writer<'_>)> = vec![
                 (
                     format!("{name}-kernel"),
-                    Box::new(move |out: &mut dyn Write| Ok(out.write_all(kernel)?)),
+                    Box::new(move |out: &mut dyn Write| {
+                        Ok(io::copy(&mut kernel.reader(), out).map(drop)?)
+                    }),
                 ),
                 (
                     format!("{name}-initrd.img"),
                     Box::new(|out: &mut dyn Write| {
-                        initrd::write_initrd(&assembly.rootfs, assembly.ucode.as_deref(), out)
+                        initrd::write_initrd(&assembly.rootfs, assembly.ucode.as_ref(), out)
                             .context("cannot write the initrd")?;
                         Ok(())
                     }),
@@ -89,7 +91,9 @@ pub fn write(assembly: &Assembly, dir: &Path, name: &str, format: Format) -> Res
             if let Some(elf) = &assembly.vmlinux {
                 files.push((
                     format!("{name}-vmlinux"),
-                    Box::new(move |out: &mut dyn Write| Ok(out.write_all(elf)?)),
+                    Box::new(move |out: &mut dyn Write| {
+                        Ok(io::copy(&mut elf.reader(), out).map(drop)?)
+                    }),
                 ));
             }
             files

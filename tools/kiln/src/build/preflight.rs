@@ -7,7 +7,6 @@
 
 use std::fs::{self, File as HostFile};
 use std::io;
-use std::os::unix::fs::FileTypeExt;
 
 use crate::build::assemble::source_path;
 use crate::build::output::{Format, NEEDS_KERNEL};
@@ -15,6 +14,7 @@ use crate::build::source::locate;
 use crate::manifest::diagnostic::{Diagnostic, Origin, Report};
 use crate::manifest::document::FieldPath;
 use crate::manifest::{File, Manifest};
+use crate::tree::content;
 
 /// Adds to `report` every problem with the build's inputs on this machine and with making
 /// `format` of them.
@@ -30,6 +30,7 @@ pub fn check(manifest: &Manifest, report: &mut Report, format: Format) {
             line: 0,
             path: ".".into(),
             message: NEEDS_KERNEL.into(),
+            warning: false,
         });
     }
     let image = FieldPath::root().key("image");
@@ -74,20 +75,12 @@ fn readable(file: &File, report: &Report) -> Result<(), String> {
         Err(err) if err.kind() == io::ErrorKind::NotFound && file.optional => return Ok(()),
         Err(err) => return Err(format!("cannot read {shown}: {err}")),
     };
-    let what = if kind.is_file() {
-        return HostFile::open(&path)
+    match content::not_regular(kind) {
+        None => HostFile::open(&path)
             .map(drop)
-            .map_err(|err| format!("cannot read {shown}: {err}"));
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "a device"
-    };
-    Err(format!(
-        "{shown} is {what}: a source must be a regular file"
-    ))
+            .map_err(|err| format!("cannot read {shown}: {err}")),
+        Some(what) => Err(format!(
+            "{shown} is {what}: a source must be a regular file"
+        )),
+    }
 }

@@ -29,6 +29,8 @@ pub struct Sources<'a> {
     /// Where registry references missing from the cache are pulled from; without it they
     /// must be in the cache.
     pub registry: Option<&'a Registry>,
+    /// The most bytes one layer may unpack to.
+    pub max_layer: u64,
 }
 
 impl Sources<'_> {
@@ -39,13 +41,13 @@ impl Sources<'_> {
         let image = match &source {
             ImageSource::OciLayout(path) => {
                 let (dir, name) = layout_path(&self.base, path);
-                local::from_layout(&dir, name.as_deref(), progress)
+                local::from_layout(&dir, name.as_deref(), self.max_layer, progress)
             }
             ImageSource::OciArchive(path) => {
-                local::from_oci_archive(&self.base.join(path), progress)
+                local::from_oci_archive(&self.base.join(path), self.max_layer, progress)
             }
             ImageSource::DockerArchive(path) => {
-                local::from_docker_archive(&self.base.join(path), progress)
+                local::from_docker_archive(&self.base.join(path), self.max_layer, progress)
             }
             ImageSource::Registry(reference) => {
                 let name = reference.whole();
@@ -58,7 +60,7 @@ impl Sources<'_> {
                         self.cache.display()
                     );
                 }
-                local::from_layout(&self.cache, Some(&name), progress)
+                local::from_layout(&self.cache, Some(&name), self.max_layer, progress)
             }
             ImageSource::Package(path) => self.package(path, progress),
         };
@@ -76,7 +78,7 @@ impl Sources<'_> {
             eprintln!("kiln pkg: {step}")
         })?;
         let name = pkg::build::cache_name(&built.reference)?;
-        local::from_layout(&self.cache, Some(&name), progress)
+        local::from_layout(&self.cache, Some(&name), self.max_layer, progress)
     }
 }
 

@@ -1,26 +1,35 @@
 //! Reading an image that is already on this machine: an OCI image layout directory (the
 //! local cache is one, its entries named by full reference), an OCI archive, or a `docker
 //! save` archive. Indexes are followed to linux/amd64. Every blob is checked against its
-//! digest and every uncompressed layer against the config's diff id before it is used; the
-//! layers are then applied in order into one [`Tree`].
+//! digest and every uncompressed layer against the config's diff id before it is applied; the
+//! layers are then applied in order into one [`Tree`]. Layers are streamed: read, uncompressed
+//! and hashed in pieces, their large files going to the spill, never whole in memory; a layer
+//! that unpacks to more than the limit given is refused, naming it.
 //! Runs in: `kiln` on the build host. Reads the image files only.
 
 use std::fs;
-use std::io::Read;
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::image::{Config, Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use serde::Deserialize;
 
-use crate::oci::digest::{self, require_sha256, sha256};
+use crate::oci::digest::{self, require_sha256, sha256, Hashing};
 use crate::oci::layout::{self, is_index, ref_name};
 use crate::oci::platform::{platform, ARCHITECTURE, OS};
 use crate::tree::layer;
 use crate::tree::{self, Tree};
 
-/// An image read into memory: its config (entrypoint, cmd, env, working dir, labels) and its
-/// root filesystem with every layer applied.
+/// The most bytes one layer may unpack to unless the caller says otherwise: far above any
+/// real image's layer, far below what a decompression bomb reaches.
+pub const DEFAULT_MAX_LAYER: u64 = 8 << 30;
+
+/// The largest JSON document (index, manifest, config) read from an image.
+const MAX_DOCUMENT: u64 = 16 << 20;
+
+/// An image read: its config (entrypoint, cmd, env, working dir, labels) and its root
+/// filesystem with every layer applied.
 #[derive(Debug, Clone)]
 pub struct LocalImage {
     pub config: Config,
@@ -28,35 +37,43 @@ pub struct LocalImage {
 }
 
 /// Reads the image in the OCI layout at `dir`: the entry named `name`, or else the only one.
+/// No layer may unpack to more than `max_layer` bytes.
 pub fn from_layout(
     dir: &Path,
     name: Option<&str>,
+    max_layer: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<LocalImage> {
-    oci_image(&Blobs::Dir(dir.to_owned()), name, progress)
+    oci_image(&Blobs::Dir(dir.to_owned()), name, max_layer, progress)
 }
 
 /// Reads the image in the OCI archive (a tar of a layout) at `path`.
-pub fn from_oci_archive(path: &Path, progress: &mut dyn FnMut(usize, usize)) -> Result<LocalImage> {
-    oci_image(&Blobs::archive(path)?, None, progress)
+pub fn from_oci_archive(
+    path: &Path,
+    max_layer: u64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<LocalImage> {
+    oci_image(&Blobs::archive(path)?, None, max_layer, progress)
 }
 
 /// Reads the image in the `docker save` archive at `path`.
 pub fn from_docker_archive(
     path: &Path,
+    max_layer: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<LocalImage> {
-    docker_image(&Blobs::archive(path)?, progress)
+    docker_image(&Blobs::archive(path)?, max_layer, progress)
 }
 
 /// The files of a layout or archive, by path inside it.
 enum Blobs {
     Dir(PathBuf),
+    /// An archive's files, read once (large ones into the spill).
     Archive(Tree),
 }
 
 impl Blobs {
-    /// Reads the tar archive at `path` into memory.
+    /// Reads the tar archive at `path`.
     fn archive(path: &Path) -> Result<Self> {
         let file =
             fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -67,45 +84,78 @@ impl Blobs {
         Ok(Blobs::Archive(tree))
     }
 
-    fn read(&self, path: &str) -> Result<Vec<u8>> {
+    /// A reader of the file at `path`, and its size.
+    fn open(&self, path: &str) -> Result<(Box<dyn Read + '_>, u64)> {
         match self {
             Blobs::Dir(dir) => {
                 let path = dir.join(path);
-                fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+                let file = fs::File::open(&path)
+                    .and_then(|file| Ok((file.metadata()?.len(), file)))
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                Ok((Box::new(file.1), file.0))
             }
             Blobs::Archive(tree) => {
                 let key = tree::key(path).map_err(|err| anyhow!(err))?;
                 match key.and_then(|key| tree.get(&key)).map(|node| &node.kind) {
-                    Some(tree::Kind::File { data, .. }) => Ok(data.to_vec()),
+                    Some(tree::Kind::File { data, .. }) => {
+                        Ok((Box::new(data.reader()), data.len()))
+                    }
                     _ => Err(anyhow!("the archive has no `{path}`")),
                 }
             }
         }
     }
 
-    /// Reads the blob `descriptor` names and checks its digest and size.
+    /// Reads the document at `path`, refusing one larger than [`MAX_DOCUMENT`].
+    fn read(&self, path: &str) -> Result<Vec<u8>> {
+        let (reader, size) = self.open(path)?;
+        if size > MAX_DOCUMENT {
+            bail!("`{path}` is {size} bytes; a document of an image is at most {MAX_DOCUMENT}");
+        }
+        let mut bytes = Vec::new();
+        reader
+            .take(MAX_DOCUMENT)
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read `{path}`"))?;
+        Ok(bytes)
+    }
+
+    /// Reads the document blob `descriptor` names and checks its digest and size.
     fn blob(&self, descriptor: &Descriptor) -> Result<Vec<u8>> {
         let digest = descriptor.digest();
         require_sha256(digest)?;
-        let bytes = self.read(&layout::blob_name(digest))?;
-        let actual = sha256(&bytes);
-        if actual != digest.to_string() {
-            bail!("blob {digest} does not match its digest: its content is {actual}");
-        }
-        if u64::try_from(bytes.len()).ok() != Some(descriptor.size()) {
+        if descriptor.size() > MAX_DOCUMENT {
             bail!(
-                "blob {digest} is {} bytes, its descriptor says {}",
-                bytes.len(),
+                "blob {digest} is {} bytes; a document of an image is at most {MAX_DOCUMENT}",
                 descriptor.size()
             );
         }
+        let bytes = self.read(&layout::blob_name(digest))?;
+        let actual = sha256(&bytes);
+        check_blob(descriptor, &actual, bytes.len() as u64)?;
         Ok(bytes)
     }
+}
+
+/// Refuses a blob whose digest or size is not what its descriptor says.
+fn check_blob(descriptor: &Descriptor, actual: &str, size: u64) -> Result<()> {
+    let digest = descriptor.digest();
+    if actual != digest.to_string() {
+        bail!("blob {digest} does not match its digest: its content is {actual}");
+    }
+    if size != descriptor.size() {
+        bail!(
+            "blob {digest} is {size} bytes, its descriptor says {}",
+            descriptor.size()
+        );
+    }
+    Ok(())
 }
 
 fn oci_image(
     blobs: &Blobs,
     name: Option<&str>,
+    max_layer: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<LocalImage> {
     let index = blobs.read("index.json")?;
@@ -125,10 +175,14 @@ fn oci_image(
     let mut rootfs = Tree::new();
     let total = manifest.layers().len();
     for (number, (descriptor, diff_id)) in manifest.layers().iter().zip(diff_ids).enumerate() {
-        let blob = blobs
-            .blob(descriptor)
-            .with_context(|| format!("layer {number}"))?;
-        apply_layer(&mut rootfs, &blob, diff_id).with_context(|| format!("layer {number}"))?;
+        let digest = descriptor.digest();
+        let context = || format!("layer {number} ({digest})");
+        require_sha256(digest).with_context(context)?;
+        let (blob, _) = blobs
+            .open(&layout::blob_name(digest))
+            .with_context(context)?;
+        apply_layer(&mut rootfs, blob, Some(descriptor), diff_id, max_layer)
+            .with_context(context)?;
         progress(number + 1, total);
     }
     Ok(LocalImage {
@@ -184,24 +238,68 @@ fn parse_config(bytes: &[u8]) -> Result<ImageConfiguration> {
     Ok(config)
 }
 
-/// Uncompresses a layer (gzip or plain tar), checks it against `diff_id` and applies it.
-fn apply_layer(rootfs: &mut Tree, blob: &[u8], diff_id: &str) -> Result<()> {
-    let tar = if blob.starts_with(&[0x1f, 0x8b]) {
-        let mut tar = Vec::new();
-        flate2::read::GzDecoder::new(blob)
-            .read_to_end(&mut tar)
-            .context("cannot uncompress the gzip layer")?;
-        tar
-    } else if blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+/// A reader that fails once more than `left` bytes have passed.
+struct Bounded<R> {
+    inner: R,
+    limit: u64,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            io::Error::other(format!(
+                "it unpacks to more than {} bytes (the limit; kiln build --max-layer-size \
+                 raises it)",
+                self.limit
+            ))
+        })?;
+        Ok(n)
+    }
+}
+
+/// Streams a layer (gzip or plain tar) from `blob`: checks the blob against `descriptor` (when
+/// it has one: a `docker save` layer has none), the uncompressed tar against `diff_id`, its
+/// size against `max_layer`, and only then applies it.
+fn apply_layer(
+    rootfs: &mut Tree,
+    blob: Box<dyn Read + '_>,
+    descriptor: Option<&Descriptor>,
+    diff_id: &str,
+    max_layer: u64,
+) -> Result<()> {
+    let mut compressed = BufReader::new(Hashing::new(blob));
+    let head = compressed.fill_buf().context("cannot read the layer")?;
+    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         bail!("zstd-compressed layers are not supported; use gzip or plain tar layers");
+    }
+    let tar: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::GzDecoder::new(&mut compressed))
     } else {
-        blob.to_vec()
+        Box::new(&mut compressed)
     };
-    let actual = sha256(&tar);
+    let mut tar = Hashing::new(Bounded {
+        inner: tar,
+        limit: max_layer,
+        left: max_layer,
+    });
+    let read = layer::read(&mut tar);
+    let (tar, actual, _) = tar.drain().context("cannot read the layer")?;
+    drop(tar);
+    // The blob's own digest first: a changed blob is named as such, whatever it unpacks to.
+    let (_, blob_digest, blob_size) = compressed
+        .into_inner()
+        .drain()
+        .context("cannot read the layer")?;
+    if let Some(descriptor) = descriptor {
+        check_blob(descriptor, &blob_digest, blob_size)?;
+    }
+    let layer = read.map_err(|err| anyhow!(err))?;
     if actual != diff_id {
         bail!("the uncompressed layer is {actual}, but the config's diff id is {diff_id}");
     }
-    layer::apply(rootfs, &tar[..]).map_err(|err| anyhow!(err))
+    layer.apply(rootfs).map_err(|err| anyhow!(err))
 }
 
 /// One entry of a `docker save` archive's manifest.json.
@@ -213,7 +311,11 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
-fn docker_image(blobs: &Blobs, progress: &mut dyn FnMut(usize, usize)) -> Result<LocalImage> {
+fn docker_image(
+    blobs: &Blobs,
+    max_layer: u64,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<LocalImage> {
     let manifest = blobs.read("manifest.json")?;
     let entries: Vec<DockerEntry> =
         serde_json::from_slice(&manifest).context("manifest.json is not a docker manifest")?;
@@ -250,8 +352,9 @@ fn docker_image(blobs: &Blobs, progress: &mut dyn FnMut(usize, usize)) -> Result
     }
     let mut rootfs = Tree::new();
     for (number, (path, diff_id)) in entry.layers.iter().zip(diff_ids).enumerate() {
-        let blob = blobs.read(path)?;
-        apply_layer(&mut rootfs, &blob, diff_id).with_context(|| format!("layer {path}"))?;
+        let context = || format!("layer {path}");
+        let (blob, _) = blobs.open(path).with_context(context)?;
+        apply_layer(&mut rootfs, blob, None, diff_id, max_layer).with_context(context)?;
         progress(number + 1, entry.layers.len());
     }
     Ok(LocalImage {

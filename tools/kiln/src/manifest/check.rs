@@ -28,6 +28,9 @@ const PROPAGATIONS: [&str; 8] = [
     "runbindable",
 ];
 
+/// The system's mounts that init makes private: no container's mount reaches them.
+const SYSTEM_MOUNTS: [&str; 3] = ["/sys", "/proc", "/dev"];
+
 /// Checks `manifest`, adding every problem to `report`.
 pub fn check(manifest: &Manifest, report: &mut Report) {
     let mut checker = Checker {
@@ -48,6 +51,28 @@ pub fn check(manifest: &Manifest, report: &mut Report) {
                 &FieldPath::root().key("image"),
                 &kernel.image,
             );
+        }
+        // The files a build takes from the kernel's image: paths inside it.
+        let tar = kernel
+            .tar
+            .as_deref()
+            .filter(|tar| !matches!(*tar, "" | "none"));
+        let ucode = kernel.ucode.as_deref().filter(|ucode| !ucode.is_empty());
+        let binary = (!kernel.binary.is_empty()).then_some(kernel.binary.as_str());
+        for (key, path) in [("binary", binary), ("tar", tar), ("ucode", ucode)] {
+            let problem = match path.map(tree::key) {
+                Some(Ok(None)) => Some(format!(
+                    "`{}` is the image's root, not a file",
+                    path.unwrap_or_default()
+                )),
+                Some(Err(err)) => Some(err),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                checker
+                    .report
+                    .at(&kernel.origin, &FieldPath::root().key(key), problem);
+            }
         }
     }
     for (reference, origin) in manifest.init.iter().zip(&manifest.init_origins) {
@@ -172,6 +197,13 @@ impl<'m> Checker<'m, '_> {
 
     /// The container settings of an entry or a label, in field order.
     fn config(&mut self, section: &str, origin: &Origin, config: &ImageConfig) {
+        if config.command.as_ref().is_some_and(Vec::is_empty) {
+            self.report.at(
+                origin,
+                &field("command"),
+                "is empty: nothing would run (leave `command` out to run the image's entrypoint and cmd)",
+            );
+        }
         self.config_capabilities(origin, config);
         self.config_mounts(origin, config);
         self.config_process(origin, config);
@@ -196,6 +228,10 @@ impl<'m> Checker<'m, '_> {
 
     /// binds, tmpfs and mounts (and the volumes they use), and devices.
     fn config_mounts(&mut self, origin: &Origin, config: &ImageConfig) {
+        let shared_root = config
+            .rootfs_propagation
+            .as_deref()
+            .is_some_and(|p| matches!(p, "shared" | "rshared"));
         for (key, list) in [("binds", &config.binds), ("binds.add", &config.binds_add)] {
             for (i, text) in list.iter().flatten().enumerate() {
                 let at = field(key).index(i);
@@ -206,6 +242,11 @@ impl<'m> Checker<'m, '_> {
                             let read_only = bind.written_options.as_deref() == Some("ro");
                             self.volume_use(origin, &at, name, read_only, "give the bind `:ro`");
                         }
+                        let written = bind.written_options.as_deref().unwrap_or_default();
+                        let options: Vec<&str> = written.split(',').collect();
+                        let shared = mounts::is_shared(&options)
+                            || (shared_root && bind.written_options.is_none());
+                        self.system_mount_shared(origin, &at, &bind.source, shared);
                     }
                 }
             }
@@ -224,12 +265,38 @@ impl<'m> Checker<'m, '_> {
                 let read_only = mounts::is_read_only(&mount.options);
                 self.volume_use(origin, &at, name, read_only, "add `ro` to its options");
             }
+            let options: Vec<&str> = mount.options.iter().map(String::as_str).collect();
+            let is_bind = mount.kind == "bind" || options.iter().any(|o| o.ends_with("bind"));
+            if is_bind {
+                let shared = mounts::is_shared(&options) || shared_root;
+                self.system_mount_shared(origin, &at, &mount.source, shared);
+            }
         }
         for (i, device) in config.devices.iter().flatten().enumerate() {
             for (key, message) in process::device_problems(device) {
                 self.report
                     .at(origin, &field("devices").index(i).key(key), message);
             }
+        }
+    }
+
+    /// Warns where a bind of /sys, /proc or /dev (or below) asks for shared propagation: the
+    /// system makes those mounts private, so that a container's read-only cgroup or masked
+    /// paths cannot cover the system's own, and mounts made below them stay in the container.
+    fn system_mount_shared(&mut self, origin: &Origin, at: &FieldPath, source: &str, shared: bool) {
+        let system = SYSTEM_MOUNTS
+            .iter()
+            .find(|mount| Path::new(source).starts_with(mount));
+        if let (Some(system), true) = (system, shared) {
+            self.report.warn(
+                origin,
+                at,
+                format!(
+                    "binds {source} with shared propagation, which the system's {system} does \
+                     not take: it is private, so mounts made below it stay in this container \
+                     (and none can cover the system's own, as a read-only /sys/fs/cgroup would)"
+                ),
+            );
         }
     }
 
@@ -504,6 +571,10 @@ impl<'m> Checker<'m, '_> {
             _ if file.path.is_empty() => {
                 self.report.at(origin, &FieldPath::root(), "missing `path`")
             }
+            _ if file.path.contains('\0') => {
+                self.report
+                    .at(origin, &field("path"), "contains a NUL byte")
+            }
             Ok(Some(_)) => {}
             Ok(None) => self.report.at(
                 origin,
@@ -542,6 +613,10 @@ impl<'m> Checker<'m, '_> {
                 format!("give only one of {}", given.join(", ")),
             ),
             _ => {}
+        }
+        if file.symlink.contains('\0') {
+            self.report
+                .at(origin, &field("symlink"), "contains a NUL byte");
         }
         if !file.metadata.is_empty() && file.metadata != "yaml" && file.metadata != "json" {
             self.report.at(

@@ -20,6 +20,9 @@ pub struct Diagnostic {
     /// The field, such as `services[2].binds[0]`; `.` for the whole document.
     pub path: String,
     pub message: String,
+    /// A warning: said, but the manifest is still valid.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub warning: bool,
 }
 
 impl fmt::Display for Diagnostic {
@@ -28,9 +31,10 @@ impl fmt::Display for Diagnostic {
             // Not about a place in the document (the file could not be read).
             return write!(f, "{}: {}", self.file, self.message);
         }
+        let kind = if self.warning { "warning: " } else { "" };
         write!(
             f,
-            "{}:{}: {}: {}",
+            "{}:{}: {}: {kind}{}",
             self.file, self.line, self.path, self.message
         )
     }
@@ -58,6 +62,8 @@ pub struct Origin {
 pub struct Report {
     pub documents: Vec<Document>,
     pub diagnostics: Vec<Diagnostic>,
+    /// What is allowed but likely not what the author meant.
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Report {
@@ -97,6 +103,20 @@ impl Report {
             line,
             path: path.to_string(),
             message: message.into(),
+            warning: false,
+        });
+    }
+
+    /// Records a warning with a field below an entry of the model.
+    pub fn warn(&mut self, origin: &Origin, field: &FieldPath, message: impl Into<String>) {
+        let path = origin.path.join(field);
+        let document = &self.documents[origin.document];
+        self.warnings.push(Diagnostic {
+            file: document.name.clone(),
+            line: document.root.find(&path).line,
+            path: path.to_string(),
+            message: message.into(),
+            warning: true,
         });
     }
 

@@ -63,6 +63,11 @@ impl Bind {
     }
 }
 
+/// Whether mount options ask for shared propagation.
+pub fn is_shared(options: &[&str]) -> bool {
+    options.iter().any(|o| matches!(*o, "shared" | "rshared"))
+}
+
 /// Parses a `tmpfs` entry `dst[:opts]` into its mount; options are only those given.
 pub fn parse_tmpfs(text: &str) -> Result<Mount, String> {
     let (destination, options) = match text.split_once(':') {
@@ -99,6 +104,12 @@ pub fn infer(mount: &Mount) -> Result<Mount, String> {
     if kind.is_empty() {
         return Err(format!(
             "the mount on `{}` has no type, and none can be inferred from its source",
+            mount.destination
+        ));
+    }
+    if kind == "bind" && mount.source.is_empty() {
+        return Err(format!(
+            "the bind mount on `{}` has no source: give a host path or a volume's name",
             mount.destination
         ));
     }

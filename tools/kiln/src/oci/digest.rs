@@ -1,11 +1,67 @@
 //! sha256 digests the way OCI writes them (`sha256:` and lowercase hex): of bytes in memory,
-//! of a hash fed in parts, and the check that a descriptor's digest is one kiln can verify.
-//! Every digest kiln computes or compares is spelled here.
+//! of a hash fed in parts, of a stream passing through a reader or writer, and the check that
+//! a descriptor's digest is one kiln can verify. Every digest kiln computes or compares is
+//! spelled here.
 //! Runs in: `kiln` on the build host. Pure.
+
+use std::io::{self, Read, Write};
 
 use anyhow::{bail, Result};
 use oci_spec::image::{Digest, DigestAlgorithm};
 use sha2::{Digest as _, Sha256};
+
+/// A reader or writer that hashes and counts the bytes passing through it.
+#[derive(Debug)]
+pub struct Hashing<T> {
+    inner: T,
+    hash: Sha256,
+    count: u64,
+}
+
+impl<T> Hashing<T> {
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            hash: Sha256::new(),
+            count: 0,
+        }
+    }
+
+    /// The inner reader or writer, the digest of what passed and how many bytes did.
+    pub fn finish(self) -> (T, String, u64) {
+        (self.inner, text(self.hash), self.count)
+    }
+}
+
+impl<R: Read> Hashing<R> {
+    /// Reads what is left, so the digest covers the whole stream; then as [`Hashing::finish`].
+    pub fn drain(mut self) -> io::Result<(R, String, u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(self.finish())
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// `sha256:` and the hex digest of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {

@@ -6,7 +6,7 @@
 //! Runs in: `kiln` on the build host. Writes only below the layout directory.
 
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -16,7 +16,7 @@ use oci_spec::image::{
     MediaType, Os, RootFs, SCHEMA_VERSION,
 };
 
-use crate::oci::digest::sha256;
+use crate::oci::digest::{sha256, Hashing};
 use crate::tree::archive;
 use crate::tree::Tree;
 
@@ -140,13 +140,9 @@ impl Layout {
         let mut descriptors = Vec::new();
         let mut diff_ids = Vec::new();
         for layer in layers {
-            let tar = archive::write_tar(layer, Vec::new()).context("cannot write a layer")?;
-            diff_ids.push(sha256(&tar));
-            let mut gzip =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            gzip.write_all(&tar).context("cannot compress a layer")?;
-            let gzip = gzip.finish().context("cannot compress a layer")?;
-            descriptors.push(self.put_blob(&gzip, MediaType::ImageLayerGzip)?);
+            let (descriptor, diff_id) = self.put_layer(layer)?;
+            descriptors.push(descriptor);
+            diff_ids.push(diff_id);
         }
         let mut rootfs = RootFs::default();
         rootfs.set_diff_ids(diff_ids);
@@ -170,6 +166,36 @@ impl Layout {
         descriptor.set_annotations(Some([(REF_NAME.to_owned(), name.to_owned())].into()));
         self.name(descriptor.clone())?;
         Ok(descriptor)
+    }
+
+    /// Stores `layer` as a gzip tar blob, streamed to a temporary file beside the blobs while
+    /// both digests are taken; returns its descriptor and its diff id.
+    fn put_layer(&self, layer: &Tree) -> Result<(Descriptor, String)> {
+        let dir = self.dir.join("blobs/sha256");
+        let file = tempfile::NamedTempFile::new_in(&dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        let compressed = Hashing::new(io::BufWriter::new(file));
+        let gzip = flate2::write::GzEncoder::new(compressed, flate2::Compression::default());
+        let tar = archive::write_tar(layer, Hashing::new(gzip)).context("cannot write a layer")?;
+        let (gzip, diff_id, _) = tar.finish();
+        let compressed = gzip.finish().context("cannot compress a layer")?;
+        let (buffered, digest, size) = compressed.finish();
+        let file = buffered
+            .into_inner()
+            .map_err(|err| err.into_error())
+            .context("cannot write a layer")?;
+        let digest = Digest::try_from(digest).context("a sha256 digest")?;
+        let path = blob_path(&self.dir, &digest);
+        if !path.exists() {
+            file.as_file()
+                .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .and_then(|()| file.persist(&path).map(drop).map_err(|err| err.error))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok((
+            Descriptor::new(MediaType::ImageLayerGzip, size, digest),
+            diff_id,
+        ))
     }
 
     /// Adds `descriptor` to index.json, replacing an entry with the same ref name.

@@ -45,7 +45,9 @@ impl Inputs {
     pub fn of(package: &Package, debian: &Debian) -> Result<Self> {
         let mut hash = Sha256::new();
         hash.update(b"kiln package 1\0");
-        hostdir::read(&package.dir)?.hash_into(&mut hash, "", |_| false);
+        hostdir::read(&package.dir)?
+            .hash_into(&mut hash, "", |_| false)
+            .with_context(|| format!("cannot read {}", package.dir.display()))?;
         let mut workspace = None;
         let mut records = HashMap::new();
         for step in package.steps() {
@@ -303,7 +305,8 @@ fn applets(tree: &mut Tree, busybox: &str) -> Result<()> {
     };
     let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
     let program = dir.path().join("busybox");
-    std::fs::write(&program, &data[..])
+    std::fs::File::create(&program)
+        .and_then(|mut file| std::io::copy(&mut data.reader(), &mut file).map(drop))
         .and_then(|()| {
             std::fs::set_permissions(
                 &program,

@@ -154,9 +154,11 @@ impl Workspace {
                 );
             }
             let relative = dir.strip_prefix(&self.root).unwrap_or(&dir);
-            hostdir::read(&dir)?.hash_into(&mut hash, &format!("{}/", relative.display()), |key| {
-                key.split('/').any(|part| part == "target")
-            });
+            hostdir::read(&dir)?
+                .hash_into(&mut hash, &format!("{}/", relative.display()), |key| {
+                    key.split('/').any(|part| part == "target")
+                })
+                .with_context(|| format!("cannot read {}", dir.display()))?;
         }
         Ok(digest::text(hash))
     }

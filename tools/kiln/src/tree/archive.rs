@@ -42,8 +42,8 @@ pub fn write_tar<W: Write>(tree: &Tree, out: W) -> io::Result<W> {
                 } else {
                     first_name.insert(*inode, key);
                     header.set_entry_type(EntryType::Regular);
-                    header.set_size(data.len() as u64);
-                    builder.append_data(&mut header, key, &data[..])?;
+                    header.set_size(data.len());
+                    builder.append_data(&mut header, key, data.reader())?;
                 }
             }
             Kind::Symlink(target) => {

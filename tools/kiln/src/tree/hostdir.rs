@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::tree::{Node, Tree};
+use crate::tree::{Content, Node, Tree};
 
 /// Puts the file, symlink or directory at `path` into `tree` at `key` (a directory with
 /// everything below it). Sockets, fifos and devices are refused, naming the path.
@@ -44,8 +44,8 @@ pub fn read_into(tree: &mut Tree, key: &str, path: &Path) -> Result<()> {
                 .with_context(|| format!("cannot read the link {}", path.display()))?;
             tree.put(&key, Node::symlink(target.to_string_lossy()));
         } else if kind.is_file() {
-            let bytes =
-                fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let bytes = Content::read_file(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             tree.put(
                 &key,
                 Node::file(bytes, if executable { 0o755 } else { 0o644 }),
@@ -90,7 +90,9 @@ mod tests {
         assert_eq!(keys, ["etc", "etc/init.d", "etc/init.d/start", "etc/start"]);
         let start = tree.get("etc/init.d/start").expect("file");
         assert_eq!((start.mode, start.uid), (0o755, 0));
-        assert!(matches!(&start.kind, Kind::File { data, .. } if &data[..] == b"#!/bin/sh\n"));
+        assert!(
+            matches!(&start.kind, Kind::File { data, .. } if data.to_vec().unwrap() == b"#!/bin/sh\n")
+        );
         assert!(matches!(&tree.get("etc/start").expect("link").kind,
             Kind::Symlink(target) if target == "init.d/start"));
         let mut one = Tree::new();

@@ -11,15 +11,32 @@ use std::io::{self, Write};
 
 use cpio::newc::{self, ModeFileType};
 
-use crate::tree::{Kind, Node, Tree};
+use crate::tree::{Content, Kind, Node, Tree};
 
 /// The directory whose files are outputs of their own, not part of the initramfs.
 const BOOT: &str = "boot";
 
+/// What an entry's cpio record carries.
+enum Bytes<'a> {
+    None,
+    Slice(&'a [u8]),
+    File(&'a Content),
+}
+
+impl Bytes<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Bytes::None => 0,
+            Bytes::Slice(bytes) => bytes.len() as u64,
+            Bytes::File(content) => content.len(),
+        }
+    }
+}
+
 /// Writes `ucode` (if any) and then `tree` as a gzip newc cpio to `out`.
-pub fn write_initrd<W: Write>(tree: &Tree, ucode: Option<&[u8]>, mut out: W) -> io::Result<W> {
+pub fn write_initrd<W: Write>(tree: &Tree, ucode: Option<&Content>, mut out: W) -> io::Result<W> {
     if let Some(ucode) = ucode {
-        out.write_all(ucode)?;
+        io::copy(&mut ucode.reader(), &mut out)?;
     }
     let mut gzip = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     let with_console;
@@ -55,13 +72,13 @@ pub fn write_initrd<W: Write>(tree: &Tree, ucode: Option<&[u8]>, mut out: W) -> 
             .gid(node.gid)
             .mtime(mtime)
             .mode(node.mode);
-        let (builder, data): (newc::Builder, &[u8]) = match &node.kind {
+        let (builder, data): (newc::Builder, Bytes<'_>) = match &node.kind {
             Kind::Dir => (
                 builder
                     .ino(next_ino)
                     .nlink(2)
                     .set_mode_file_type(ModeFileType::Directory),
-                &[],
+                Bytes::None,
             ),
             Kind::File { data, inode } => {
                 let count = links.get(inode).copied().unwrap_or(1);
@@ -71,7 +88,14 @@ pub fn write_initrd<W: Write>(tree: &Tree, ucode: Option<&[u8]>, mut out: W) -> 
                     .ino(ino)
                     .nlink(count)
                     .set_mode_file_type(ModeFileType::Regular);
-                (builder, if first { &data[..] } else { &[] })
+                (
+                    builder,
+                    if first {
+                        Bytes::File(data)
+                    } else {
+                        Bytes::None
+                    },
+                )
             }
             Kind::Symlink(target) => (
                 builder
@@ -79,7 +103,7 @@ pub fn write_initrd<W: Write>(tree: &Tree, ucode: Option<&[u8]>, mut out: W) -> 
                     .nlink(1)
                     .mode(0o777)
                     .set_mode_file_type(ModeFileType::Symlink),
-                target.as_bytes(),
+                Bytes::Slice(target.as_bytes()),
             ),
             Kind::Char { major, minor } | Kind::Block { major, minor } => {
                 let kind = if matches!(node.kind, Kind::Char { .. }) {
@@ -94,7 +118,7 @@ pub fn write_initrd<W: Write>(tree: &Tree, ucode: Option<&[u8]>, mut out: W) -> 
                         .rdev_major(*major)
                         .rdev_minor(*minor)
                         .set_mode_file_type(kind),
-                    &[],
+                    Bytes::None,
                 )
             }
             Kind::Fifo => (
@@ -102,12 +126,18 @@ pub fn write_initrd<W: Write>(tree: &Tree, ucode: Option<&[u8]>, mut out: W) -> 
                     .ino(next_ino)
                     .nlink(1)
                     .set_mode_file_type(ModeFileType::Fifo),
-                &[],
+                Bytes::None,
             ),
         };
         let size = u32::try_from(data.len()).map_err(|_| too_big("the size"))?;
         let mut writer = builder.write(gzip, size);
-        writer.write_all(data)?;
+        match data {
+            Bytes::None => {}
+            Bytes::Slice(bytes) => writer.write_all(bytes)?,
+            Bytes::File(content) => {
+                io::copy(&mut content.reader(), &mut writer)?;
+            }
+        }
         gzip = writer.finish()?;
     }
     newc::trailer(gzip)?.finish()
@@ -126,10 +156,10 @@ mod tests {
         tree.put("bin/busybox", Node::file(&b"elf"[..], 0o755).owned(1, 2));
         assert!(tree.link("bin/sh", "bin/busybox"));
         tree.put("etc/mtab", Node::symlink("/proc/mounts"));
-        let bytes = write_initrd(&tree, Some(b"UCODE"), Vec::new()).expect("write");
+        let bytes = write_initrd(&tree, Some(&Content::from(b"UCODE")), Vec::new()).expect("write");
         assert_eq!(
             bytes,
-            write_initrd(&tree, Some(b"UCODE"), Vec::new()).expect("again"),
+            write_initrd(&tree, Some(&Content::from(b"UCODE")), Vec::new()).expect("again"),
             "reproducible"
         );
         assert!(bytes.starts_with(b"UCODE"));

@@ -2,29 +2,45 @@
 //! `.wh.NAME` removes `NAME` from the layers below, `.wh..wh..opq` empties its directory of
 //! what the layers below put there, and everything else is added in archive order (hard links
 //! to entries of this layer or of the layers below). Modes, owners, times, device numbers and
-//! `SCHILY.xattr.*` extended attributes are kept.
-//! Runs in: `kiln` on the build host. Pure: the tree is in memory, nothing is written to disk.
+//! `SCHILY.xattr.*` extended attributes are kept. A layer is read whole before any of it is
+//! applied, so a caller can check its digest between the two.
+//! Runs in: `kiln` on the build host. Large files' bytes go to the spill ([`Content`]).
 
 use std::collections::BTreeMap;
 use std::io::Read;
 
 use tar::EntryType;
 
-use crate::tree::{self, Kind, Node, Tree};
+use crate::tree::{self, Content, Kind, Node, Tree};
 
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
 const XATTR: &str = "SCHILY.xattr.";
 
 /// What an entry of the layer asks for, applied after the whiteouts.
+#[derive(Debug)]
 enum Change {
     Put(String, Node),
     Link(String, String),
 }
 
+/// A layer read but not yet applied.
+#[derive(Debug)]
+pub struct Layer {
+    removed: Vec<String>,
+    emptied: Vec<String>,
+    changes: Vec<Change>,
+}
+
 /// Applies the layer read from `tar` onto `tree`. The error names the entry that could not be
 /// read or applied.
 pub fn apply(tree: &mut Tree, tar: impl Read) -> Result<(), String> {
+    read(tar)?.apply(tree)
+}
+
+/// Reads the layer from `tar` up to the archive's end marker. The error names the entry that
+/// could not be read.
+pub fn read(tar: impl Read) -> Result<Layer, String> {
     let mut archive = tar::Archive::new(tar);
     let mut removed = Vec::new();
     let mut emptied = Vec::new();
@@ -52,16 +68,11 @@ pub fn apply(tree: &mut Tree, tar: impl Read) -> Result<(), String> {
         }
         let header = entry.header().clone();
         let kind = match header.entry_type() {
-            EntryType::Regular | EntryType::Continuous => {
-                let mut data = Vec::new();
-                entry
-                    .read_to_end(&mut data)
-                    .map_err(|err| format!("{raw}: cannot read: {err}"))?;
-                Kind::File {
-                    data: data.into(),
-                    inode: 0,
-                }
-            }
+            EntryType::Regular | EntryType::Continuous => Kind::File {
+                data: Content::read_from(&mut entry)
+                    .map_err(|err| format!("{raw}: cannot read: {err}"))?,
+                inode: 0,
+            },
             EntryType::Directory => Kind::Dir,
             EntryType::Symlink => Kind::Symlink(link_name(&entry, &raw)?),
             EntryType::Link => {
@@ -94,7 +105,11 @@ pub fn apply(tree: &mut Tree, tar: impl Read) -> Result<(), String> {
         let node = node(&mut entry, &header, &raw, kind)?;
         changes.push(Change::Put(key, node));
     }
-    finish(tree, removed, emptied, changes)
+    Ok(Layer {
+        removed,
+        emptied,
+        changes,
+    })
 }
 
 /// The entry's node: `kind` with the mode, owner, time and `SCHILY.xattr.*` extended
@@ -137,7 +152,19 @@ fn node(
     })
 }
 
-/// Applies a layer's whiteouts (`removed`), opaque directories (`emptied`), then its entries.
+impl Layer {
+    /// Applies the whiteouts, the opaque directories, then the entries. The error names a
+    /// hard link whose target is missing.
+    pub fn apply(self, tree: &mut Tree) -> Result<(), String> {
+        let Layer {
+            removed,
+            emptied,
+            changes,
+        } = self;
+        finish(tree, removed, emptied, changes)
+    }
+}
+
 fn finish(
     tree: &mut Tree,
     removed: Vec<String>,
@@ -222,7 +249,9 @@ mod tests {
 
     fn data(tree: &Tree, key: &str) -> String {
         match tree.get(key).map(|node| &node.kind) {
-            Some(Kind::File { data, .. }) => String::from_utf8_lossy(data).into_owned(),
+            Some(Kind::File { data, .. }) => {
+                String::from_utf8_lossy(&data.to_vec().unwrap()).into_owned()
+            }
             other => panic!("{key}: {other:?}"),
         }
     }

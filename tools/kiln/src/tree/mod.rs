@@ -1,18 +1,22 @@
-//! A file tree held in memory: what an image's layers unpack to, and what a build assembles
-//! before writing it out as a tar or an initrd. Entries are kept sorted by path, so every
-//! walk over a tree is in the same order and output built from it is reproducible. Owners,
-//! modes, device numbers and extended attributes are plain values, so no root is needed.
-//! Runs in: `kiln` on the build host. Pure.
+//! A file tree: what an image's layers unpack to, and what a build assembles before writing
+//! it out as a tar or an initrd. Entries are kept sorted by path, so every walk over a tree is
+//! in the same order and output built from it is reproducible. Owners, modes, device numbers
+//! and extended attributes are plain values, so no root is needed; the bytes of large files
+//! are on disk ([`content`]).
+//! Runs in: `kiln` on the build host.
 
 pub mod archive;
+pub mod content;
 pub mod hostdir;
 pub mod initrd;
 pub mod layer;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::io;
 
 use sha2::{Digest as _, Sha256};
+
+pub use content::Content;
 
 /// The modification time given to entries a build makes up (LinuxKit's fixed time,
 /// 2017-04-18T16:30:00Z), so generated content is reproducible.
@@ -24,7 +28,7 @@ pub enum Kind {
     Dir,
     /// A regular file. Hard links are entries sharing one `inode`.
     File {
-        data: Arc<[u8]>,
+        data: Content,
         inode: u64,
     },
     Symlink(String),
@@ -59,7 +63,7 @@ impl Node {
 
     /// A root-owned regular file with the fixed time; `inode` 0 is replaced when it is put
     /// into a tree.
-    pub fn file(data: impl Into<Arc<[u8]>>, mode: u32) -> Self {
+    pub fn file(data: impl Into<Content>, mode: u32) -> Self {
         Self::new(
             Kind::File {
                 data: data.into(),
@@ -87,7 +91,7 @@ impl Node {
     }
 
     pub fn is_dir(&self) -> bool {
-        self.kind == Kind::Dir
+        matches!(self.kind, Kind::Dir)
     }
 
     /// With this owner.
@@ -310,16 +314,24 @@ impl Tree {
 
     /// Feeds every entry but those `skip` names to `hash` (path under `prefix`, mode, and a
     /// file's bytes or a link's target), in order: a digest of the tree's content.
-    pub fn hash_into(&self, hash: &mut Sha256, prefix: &str, skip: impl Fn(&str) -> bool) {
+    pub fn hash_into(
+        &self,
+        hash: &mut Sha256,
+        prefix: &str,
+        skip: impl Fn(&str) -> bool,
+    ) -> io::Result<()> {
         for (key, node) in self.iter().filter(|(key, _)| !skip(key)) {
             hash.update(format!("{prefix}{key}\0{:o}\0", node.mode));
             match &node.kind {
-                Kind::File { data, .. } => hash.update(data),
+                Kind::File { data, .. } => {
+                    io::copy(&mut data.reader(), hash)?;
+                }
                 Kind::Symlink(target) => hash.update(target.as_bytes()),
                 _ => {}
             }
             hash.update(b"\0");
         }
+        Ok(())
     }
 
     fn make_parents(&mut self, key: &str) {
