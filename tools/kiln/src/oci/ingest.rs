@@ -7,7 +7,7 @@
 //! Runs in: `kiln` on the build host, under the layout's lock (one writer per partial file).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -76,13 +76,10 @@ impl Ingest {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
+        // What is kept is hashed as it is read, never held whole.
         let mut hasher = Sha256::new();
-        let mut kept = Vec::new();
-        (&mut file)
-            .take(size)
-            .read_to_end(&mut kept)
+        let kept = io::copy(&mut (&mut file).take(size), &mut hasher)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        hasher.update(&kept);
         let mut ingest = Self {
             file,
             target: layout::blob_path(dir, digest),
@@ -90,7 +87,7 @@ impl Ingest {
             digest: digest.to_string(),
             size,
             hasher,
-            written: kept.len() as u64,
+            written: kept,
         };
         ingest
             .file
