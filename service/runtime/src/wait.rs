@@ -54,10 +54,9 @@ impl Ended {
 /// `None` while none has. A stop or continue is not an end. Unlike nix's waitpid, which reaps
 /// the child and then fails with EINVAL, this reads a death by a real-time signal.
 pub fn wait_ended(pid: Option<Pid>, nohang: bool) -> Result<Option<(Pid, Ended)>, Errno> {
-    let pid = match pid {
-        Some(pid) => Some(rustix::process::Pid::from_raw(pid.as_raw()).ok_or(Errno::EINVAL)?),
-        None => None,
-    };
+    let pid = pid
+        .map(|pid| rustix::process::Pid::from_raw(pid.as_raw()).ok_or(Errno::EINVAL))
+        .transpose()?;
     let options = if nohang {
         WaitOptions::NOHANG
     } else {

@@ -509,6 +509,7 @@ fn build(
 /// A size in bytes: a number, optionally followed by K, M, G or T (powers of 1024; `KiB`,
 /// `MB` and the like read the same).
 fn parse_size(text: &str) -> Result<u64, String> {
+    let wrong = || format!("`{text}`: give bytes, or a number with K, M, G or T");
     let upper = text.trim().to_ascii_uppercase();
     let digits = upper.trim_end_matches(|c: char| c.is_ascii_alphabetic());
     let unit = upper[digits.len()..]
@@ -520,16 +521,9 @@ fn parse_size(text: &str) -> Result<u64, String> {
         "M" => 20,
         "G" => 30,
         "T" => 40,
-        _ => {
-            return Err(format!(
-                "`{text}`: give bytes, or a number with K, M, G or T"
-            ))
-        }
+        _ => return Err(wrong()),
     };
-    let number: u64 = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}`: give bytes, or a number with K, M, G or T"))?;
+    let number: u64 = digits.trim().parse().map_err(|_| wrong())?;
     number
         .checked_mul(1 << shift)
         .filter(|&size| size > 0)
@@ -636,5 +630,25 @@ mod tests {
     fn every_command_and_argument_says_what_it_is() {
         Cli::command().debug_assert();
         assert_eq!(clidoc::undocumented(&Cli::command()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn sizes_read_as_bytes_or_with_a_binary_unit() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("8G"), Ok(8 << 30));
+        assert_eq!(parse_size("512m"), Ok(512 << 20));
+        assert_eq!(parse_size("2KiB"), Ok(2048));
+        assert_eq!(parse_size("1 TB"), Ok(1 << 40));
+        for wrong in ["", "G", "8X", "-1G", "1.5G"] {
+            let err = parse_size(wrong).expect_err(wrong);
+            assert!(
+                err.contains("give bytes, or a number with K, M, G or T"),
+                "{err}"
+            );
+        }
+        assert!(parse_size("0").unwrap_err().contains("above 0"));
+        assert!(parse_size("99999999T")
+            .unwrap_err()
+            .contains("below 16 EiB"));
     }
 }

@@ -89,10 +89,10 @@ impl Blobs {
         match self {
             Blobs::Dir(dir) => {
                 let path = dir.join(path);
-                let file = fs::File::open(&path)
-                    .and_then(|file| Ok((file.metadata()?.len(), file)))
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                Ok((Box::new(file.1), file.0))
+                let context = || format!("cannot read {}", path.display());
+                let file = fs::File::open(&path).with_context(context)?;
+                let size = file.metadata().with_context(context)?.len();
+                Ok((Box::new(file), size))
             }
             Blobs::Archive(tree) => {
                 let key = tree::key(path).map_err(|err| anyhow!(err))?;
@@ -285,8 +285,7 @@ fn apply_layer(
         left: max_layer,
     });
     let read = layer::read(&mut tar);
-    let (tar, actual, _) = tar.drain().context("cannot read the layer")?;
-    drop(tar);
+    let (_, actual, _) = tar.drain().context("cannot read the layer")?;
     // The blob's own digest first: a changed blob is named as such, whatever it unpacks to.
     let (_, blob_digest, blob_size) = compressed
         .into_inner()

@@ -61,18 +61,16 @@ pub fn check(manifest: &Manifest, report: &mut Report) {
         let binary = (!kernel.binary.is_empty()).then_some(kernel.binary.as_str());
         for (key, path) in [("binary", binary), ("tar", tar), ("ucode", ucode)] {
             let problem = match path.map(tree::key) {
-                Some(Ok(None)) => Some(format!(
+                None | Some(Ok(Some(_))) => continue,
+                Some(Ok(None)) => format!(
                     "`{}` is the image's root, not a file",
                     path.unwrap_or_default()
-                )),
-                Some(Err(err)) => Some(err),
-                _ => None,
+                ),
+                Some(Err(err)) => err,
             };
-            if let Some(problem) = problem {
-                checker
-                    .report
-                    .at(&kernel.origin, &FieldPath::root().key(key), problem);
-            }
+            checker
+                .report
+                .at(&kernel.origin, &FieldPath::root().key(key), problem);
         }
     }
     for (reference, origin) in manifest.init.iter().zip(&manifest.init_origins) {
@@ -242,10 +240,10 @@ impl<'m> Checker<'m, '_> {
                             let read_only = bind.written_options.as_deref() == Some("ro");
                             self.volume_use(origin, &at, name, read_only, "give the bind `:ro`");
                         }
-                        let written = bind.written_options.as_deref().unwrap_or_default();
-                        let options: Vec<&str> = written.split(',').collect();
-                        let shared = mounts::is_shared(&options)
-                            || (shared_root && bind.written_options.is_none());
+                        let shared = match bind.written_options.as_deref() {
+                            Some(written) => mounts::is_shared(written.split(',')),
+                            None => shared_root,
+                        };
                         self.system_mount_shared(origin, &at, &bind.source, shared);
                     }
                 }
@@ -265,10 +263,10 @@ impl<'m> Checker<'m, '_> {
                 let read_only = mounts::is_read_only(&mount.options);
                 self.volume_use(origin, &at, name, read_only, "add `ro` to its options");
             }
-            let options: Vec<&str> = mount.options.iter().map(String::as_str).collect();
-            let is_bind = mount.kind == "bind" || options.iter().any(|o| o.ends_with("bind"));
+            let options = || mount.options.iter().map(String::as_str);
+            let is_bind = mount.kind == "bind" || options().any(|o| o.ends_with("bind"));
             if is_bind {
-                let shared = mounts::is_shared(&options) || shared_root;
+                let shared = mounts::is_shared(options()) || shared_root;
                 self.system_mount_shared(origin, &at, &mount.source, shared);
             }
         }

@@ -64,8 +64,8 @@ impl Bind {
 }
 
 /// Whether mount options ask for shared propagation.
-pub fn is_shared(options: &[&str]) -> bool {
-    options.iter().any(|o| matches!(*o, "shared" | "rshared"))
+pub fn is_shared<'a>(mut options: impl Iterator<Item = &'a str>) -> bool {
+    options.any(|o| matches!(o, "shared" | "rshared"))
 }
 
 /// Parses a `tmpfs` entry `dst[:opts]` into its mount; options are only those given.

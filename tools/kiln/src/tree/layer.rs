@@ -161,39 +161,30 @@ impl Layer {
             emptied,
             changes,
         } = self;
-        finish(tree, removed, emptied, changes)
-    }
-}
-
-fn finish(
-    tree: &mut Tree,
-    removed: Vec<String>,
-    emptied: Vec<String>,
-    changes: Vec<Change>,
-) -> Result<(), String> {
-    for key in removed {
-        tree.remove(&key);
-    }
-    for key in emptied {
-        if key.is_empty() {
-            *tree = Tree::new();
-        } else {
-            tree.remove_below(&key);
+        for key in removed {
+            tree.remove(&key);
         }
-    }
-    for change in changes {
-        match change {
-            Change::Put(key, node) => tree.put(&key, node),
-            Change::Link(key, target) => {
-                if !tree.link(&key, &target) {
-                    return Err(format!(
-                        "{key}: hard link to `{target}`, which is not a file in this image"
-                    ));
+        for key in emptied {
+            if key.is_empty() {
+                *tree = Tree::new();
+            } else {
+                tree.remove_below(&key);
+            }
+        }
+        for change in changes {
+            match change {
+                Change::Put(key, node) => tree.put(&key, node),
+                Change::Link(key, target) => {
+                    if !tree.link(&key, &target) {
+                        return Err(format!(
+                            "{key}: hard link to `{target}`, which is not a file in this image"
+                        ));
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn link_name<R: Read>(entry: &tar::Entry<'_, R>, raw: &str) -> Result<String, String> {
