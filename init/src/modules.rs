@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::kmod::{finit_module, ModuleInitFlags};
-use spec::modules::{canonical, module_name, parse_builtin, Aliases, Dependencies};
+use spec::modules::{canonical, module_name, parse_builtin, parse_listed, Aliases, Dependencies};
 
 use crate::say;
 
@@ -152,7 +152,7 @@ pub fn load_listed() {
     let Ok(listed) = fs::read_to_string("/etc/modules") else {
         return;
     };
-    let requests = requests(&listed);
+    let requests = parse_listed(&listed);
     if requests.is_empty() {
         return;
     }
@@ -279,7 +279,12 @@ impl Modules {
                 ""
             };
             let path = self.dir.join(&file);
-            load(&path, params).map_err(|errno| LoadError::Kernel { path, errno })?;
+            load(&path, params).map_err(|errno| match errno {
+                Errno::ENOENT => LoadError::LeftOut {
+                    name: name.to_owned(),
+                },
+                errno => LoadError::Kernel { path, errno },
+            })?;
             loaded.insert(file);
         }
         Ok(())
@@ -291,6 +296,9 @@ impl Modules {
 enum LoadError {
     /// The module is not in the image's modules.dep.
     Missing { name: String, table: PathBuf },
+    /// The tables list the module but its file is not in the image: `kiln build` keeps only
+    /// the modules an image's target machines and manifest need.
+    LeftOut { name: String },
     /// The file could not be opened or the kernel refused it.
     Kernel { path: PathBuf, errno: Errno },
 }
@@ -299,6 +307,10 @@ impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Missing { name, table } => write!(f, "{name}: not in {}", table.display()),
+            Self::LeftOut { name } => write!(
+                f,
+                "{name} was left out of this image (the manifest's `kernel: modules: [{name}]` keeps it)"
+            ),
             Self::Kernel { path, errno } => write!(f, "load {}: {}", path.display(), errno.desc()),
         }
     }
@@ -322,35 +334,9 @@ fn load(path: &Path, params: &str) -> Result<(), Errno> {
     }
 }
 
-/// `(name, parameters)` for each line of /etc/modules; `#` starts a comment.
-fn requests(listed: &str) -> Vec<(String, String)> {
-    listed
-        .lines()
-        .map(|line| line.split('#').next().unwrap_or("").trim())
-        .filter(|line| !line.is_empty())
-        .map(|line| match line.split_once(char::is_whitespace) {
-            Some((name, params)) => (name.to_owned(), params.trim().to_owned()),
-            None => (line.to_owned(), String::new()),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn etc_modules_lines_give_names_and_parameters() {
-        let listed = "# modules\nveth\n\nloop max_loop=8  # more loops\n  9p \n";
-        assert_eq!(
-            requests(listed),
-            [
-                ("veth".to_owned(), String::new()),
-                ("loop".to_owned(), "max_loop=8".to_owned()),
-                ("9p".to_owned(), String::new()),
-            ]
-        );
-    }
 
     #[test]
     fn the_kernels_request_is_recognised_exactly() {
@@ -394,6 +380,34 @@ mod tests {
             .is_err_and(|err| err
                 .to_string()
                 .contains("nothere: not in /lib/modules/6.1.0/modules.dep")));
+    }
+
+    #[test]
+    fn a_module_listed_but_not_in_the_image_is_named_as_left_out() {
+        let modules = Modules {
+            dir: PathBuf::from("/nonexistent/kiln-test/modules"),
+            dep: Dependencies::parse(
+                "kernel/drivers/misc/pvpanic/pvpanic-mmio.ko: kernel/drivers/misc/pvpanic/pvpanic.ko\n\
+                 kernel/drivers/misc/pvpanic/pvpanic.ko:\n",
+            ),
+            aliases: Aliases::parse("alias acpi*:QEMU0001:* pvpanic_mmio\n"),
+            builtin: BTreeSet::new(),
+        };
+        let mut loaded = BTreeSet::new();
+        let err = modules
+            .load("pvpanic_mmio", "", &mut loaded)
+            .expect_err("no file");
+        assert_eq!(
+            err,
+            LoadError::LeftOut {
+                name: "pvpanic_mmio".to_owned()
+            },
+            "named by the module asked for, though its dependency is the first file missing"
+        );
+        assert!(err
+            .to_string()
+            .starts_with("pvpanic_mmio was left out of this image"));
+        assert!(loaded.is_empty());
     }
 
     #[test]

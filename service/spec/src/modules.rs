@@ -43,6 +43,20 @@ impl Dependencies {
         self.by_name.contains_key(name)
     }
 
+    /// Every module's canonical name, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    /// How many modules the table holds.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
     /// The files to load for `name` (canonical), dependencies first: modules.dep lists a
     /// module's dependencies with the last to be loaded first, as modprobe reads it.
     pub fn load_order(&self, name: &str) -> Option<Vec<String>> {
@@ -58,6 +72,41 @@ pub fn parse_builtin(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter(|line| !line.trim().is_empty())
         .map(module_name)
+        .collect()
+}
+
+/// modules.softdep: for each module (canonical name), the modules or aliases modprobe loads
+/// with it (`softdep ext4 pre: crc32c`; the words after `pre:` and `post:` alike, and those
+/// of lines that name neither).
+pub fn parse_softdeps(text: &str) -> BTreeMap<String, Vec<String>> {
+    let mut softdeps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("softdep") {
+            continue;
+        }
+        let Some(module) = words.next() else {
+            continue;
+        };
+        softdeps
+            .entry(canonical(module))
+            .or_default()
+            .extend(words.filter(|w| !w.ends_with(':')).map(str::to_owned));
+    }
+    softdeps
+}
+
+/// `(name, parameters)` for each line of /etc/modules, as modprobe's `modules-load` reads
+/// it: one module per line, parameters after it, `#` starting a comment.
+pub fn parse_listed(listed: &str) -> Vec<(String, String)> {
+    listed
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or("").trim())
+        .filter(|line| !line.is_empty())
+        .map(|line| match line.split_once(char::is_whitespace) {
+            Some((name, params)) => (name.to_owned(), params.trim().to_owned()),
+            None => (line.to_owned(), String::new()),
+        })
         .collect()
 }
 
@@ -122,6 +171,24 @@ impl Aliases {
 /// fnmatch(3) without flags, as kmod matches aliases: `*` any run of characters (`/`
 /// included), `?` one character, `[...]` a class with ranges and `!` or `^` negation. A
 /// pattern the glob rules reject matches nothing.
+/// Why `pattern` cannot name modules (a name, an alias or a glob of either), if it cannot.
+pub fn pattern_problem(pattern: &str) -> Option<String> {
+    if pattern.is_empty() {
+        return Some("is empty".to_owned());
+    }
+    if let Some(c) = pattern
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || *c == '/')
+    {
+        return Some(format!(
+            "`{pattern}` holds {c:?}: a module name or glob has none"
+        ));
+    }
+    glob::Pattern::new(pattern)
+        .err()
+        .map(|err| format!("`{pattern}` is not a glob: {err}"))
+}
+
 pub fn fnmatch(pattern: &str, text: &str) -> bool {
     glob::Pattern::new(pattern).is_ok_and(|pattern| pattern.matches(text))
 }
@@ -225,6 +292,43 @@ mod tests {
         );
         assert!(dep.contains("llc"));
         assert!(dep.load_order("nothere").is_none());
+    }
+
+    #[test]
+    fn softdeps_and_listed_modules_are_read() {
+        let softdeps = parse_softdeps(
+            "# Soft dependencies extracted from modules themselves.\n\
+             softdep btrfs pre: blake2b-256 sha256\n\
+             softdep btrfs pre: crypto-crc32c\n\
+             softdep cifs gcm\n\
+             softdep virtio-net post: failover\n",
+        );
+        assert_eq!(
+            softdeps["btrfs"],
+            ["blake2b-256", "sha256", "crypto-crc32c"]
+        );
+        assert_eq!(softdeps["cifs"], ["gcm"]);
+        assert_eq!(softdeps["virtio_net"], ["failover"]);
+        let listed = "# modules\nveth\n\nloop max_loop=8  # more loops\n  9p \n";
+        assert_eq!(
+            parse_listed(listed),
+            [
+                ("veth".to_owned(), String::new()),
+                ("loop".to_owned(), "max_loop=8".to_owned()),
+                ("9p".to_owned(), String::new()),
+            ]
+        );
+    }
+
+    #[test]
+    fn module_patterns_are_names_or_globs() {
+        for good in ["veth", "nft_*", "fs-nfs4", "pvpanic?mmio", "xt_[a-z]*"] {
+            assert_eq!(pattern_problem(good), None, "{good}");
+        }
+        assert_eq!(pattern_problem("").as_deref(), Some("is empty"));
+        assert!(pattern_problem("a b").is_some_and(|p| p.contains("' '")));
+        assert!(pattern_problem("kernel/veth.ko").is_some());
+        assert!(pattern_problem("nft_[a").is_some_and(|p| p.contains("not a glob")));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use kiln::run::network::{Mac, Network, Networking, Publish};
 pub use kiln::run::qemu::Outcome;
 use kiln::run::qemu::{Console, Machine};
+use kiln::tree::compression::Compression;
 use kiln::tree::initrd;
 use kiln::tree::{self, Kind, Node, Tree};
 
@@ -217,10 +218,10 @@ impl Image {
         self.file("etc/modules", names.join("\n") + "\n", 0o644)
     }
 
-    /// Writes the image as a gzip newc cpio archive.
+    /// Writes the image as a newc cpio archive, compressed as `kiln build` compresses it.
     pub fn write_initramfs(&self, path: &Path) -> io::Result<()> {
         let out = BufWriter::new(fs::File::create(path)?);
-        initrd::write_initrd(&self.tree, None, out)?.flush()
+        initrd::write_initrd(&self.tree, None, Compression::default(), out)?.flush()
     }
 }
 

@@ -96,7 +96,13 @@ fn a_built_image_boots_and_runs_its_bundles() {
     .expect("assemble");
     let initrd = dir.path().join("initrd.img");
     let out = std::fs::File::create(&initrd).expect("create initrd");
-    kiln::tree::initrd::write_initrd(&assembly.rootfs, None, out).expect("write initrd");
+    kiln::tree::initrd::write_initrd(
+        &assembly.rootfs,
+        None,
+        kiln::tree::compression::Compression::default(),
+        out,
+    )
+    .expect("write initrd");
 
     let mut vm = Vm::new(&kernel);
     vm.timeout(Duration::from_secs(120));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use kiln::build::assemble;
-use kiln::build::output::{self, Format};
+use kiln::build::output::{self, Format, Output};
 use kiln::images::credentials::Login;
 use kiln::images::progress::mib;
 use kiln::images::registry::{PullOptions, Registry};
@@ -22,6 +22,7 @@ use kiln::pkg::build as pkgbuild;
 use kiln::pkg::debian::Debian;
 use kiln::pkg::package::Package;
 use kiln::run::{self, qemu};
+use kiln::tree::compression::Compression;
 use kiln::Input;
 
 /// `kiln run`'s exit status when the timeout stopped the VM (as timeout(1) has it).
@@ -70,6 +71,10 @@ enum Command {
         /// `kernel+initrd` (NAME-kernel, NAME-initrd.img, NAME-cmdline) or `tar` (NAME.tar).
         #[arg(short, long, default_value = "kernel+initrd", value_parser = Format::parse)]
         format: Format,
+        /// How the initrd is compressed: `zstd` (boots fastest for its size: BENCHMARKS.md),
+        /// `gzip` (as LinuxKit's), `lz4` or `none`.
+        #[arg(long, default_value = "zstd", value_parser = Compression::parse)]
+        compression: Compression,
         /// The local image cache (default: $KILN_CACHE, else ~/.cache/kiln/images).
         #[arg(long, value_name = "DIR")]
         cache: Option<PathBuf>,
@@ -119,6 +124,10 @@ struct RunArgs {
     /// A raw disk image, attached as a virtio block device (repeat for more).
     #[arg(long, value_name = "FILE")]
     disk: Vec<PathBuf>,
+    /// A device added to the machine, as qemu's -device takes it (`pvpanic`,
+    /// `virtio-rng-device`; microvm's virtio devices end in -device); repeat for more.
+    #[arg(long, value_name = "QEMU-DEVICE")]
+    device: Vec<String>,
     /// The guest's network: `user` (qemu's user-mode network), `user,restrict=on` (the guest
     /// can reach nothing, published ports still work) or `none`.
     #[arg(long, default_value = "user", value_name = "MODE")]
@@ -219,11 +228,23 @@ fn main() -> ExitCode {
             dir,
             name,
             format,
+            compression,
             cache,
             max_layer_size,
             pull,
             files,
-        } => build(&files, &dir, name, format, cache, max_layer_size, pull),
+        } => build(
+            &files,
+            &dir,
+            name,
+            Output {
+                format,
+                compression,
+            },
+            cache,
+            max_layer_size,
+            pull,
+        ),
         Command::Cache(command) => cache(command),
         Command::Run(args) => run(args),
         Command::Pkg(Pkg::Build {
@@ -289,6 +310,7 @@ fn run(args: RunArgs) -> ExitCode {
             memory_mb: args.mem,
             cpus: args.cpus,
             disks: args.disk,
+            devices: args.device,
             accel: accel.to_owned(),
             network,
             timeout: args.timeout.map(Duration::from_secs),
@@ -426,7 +448,7 @@ fn build(
     files: &[String],
     dir: &Path,
     name: Option<String>,
-    format: Format,
+    output: Output,
     cache: Option<PathBuf>,
     max_layer: u64,
     pull: PullArgs,
@@ -443,7 +465,7 @@ fn build(
     }
     let name = name.unwrap_or_else(|| default_name(&files[0]));
     let (manifest, mut report) = kiln::load(&inputs);
-    kiln::build::preflight::check(&manifest, &mut report, format);
+    kiln::build::preflight::check(&manifest, &mut report, output.format);
     kiln::sort(&mut report, &inputs);
     for warning in &report.warnings {
         eprintln!("{warning}");
@@ -489,7 +511,12 @@ fn build(
         max_layer,
         &mut progress,
     )
-    .and_then(|assembly| output::write(&assembly, dir, &name, format));
+    .and_then(|assembly| {
+        for kept in &assembly.modules {
+            eprintln!("{kept}");
+        }
+        output::write(&assembly, dir, &name, output)
+    });
     match result {
         Ok(written) => {
             if terminal {

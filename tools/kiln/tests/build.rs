@@ -57,11 +57,18 @@ fn images(dir: &Path) {
         .expect("init2 image");
 
     let mut modules = Tree::new();
-    file(
-        &mut modules,
-        "lib/modules/6.1.0/kernel/fs/ext4.ko",
-        "module",
-    );
+    for (path, text) in [
+        ("kernel/fs/ext4.ko", "module"),
+        ("kernel/fs/overlay.ko", "module"),
+        ("kernel/drivers/gpu/drm.ko", "a big module nothing needs"),
+        (
+            "modules.dep",
+            "kernel/fs/ext4.ko:\nkernel/fs/overlay.ko:\nkernel/drivers/gpu/drm.ko:\n",
+        ),
+        ("modules.alias", "alias fs-overlay overlay\n"),
+    ] {
+        file(&mut modules, &format!("lib/modules/6.1.0/{path}"), text);
+    }
     let modules = kiln::tree::archive::write_tar(&modules, Vec::new()).expect("modules tar");
     let mut kernel = Tree::new();
     file(&mut kernel, "kernel", "vmlinux bytes");
@@ -103,6 +110,7 @@ fn images(dir: &Path) {
 const MANIFEST: &str = r#"kernel:
   image: oci:kernel
   cmdline: "console=ttyS0 quiet"
+  modules: [ext*]
 init:
   - oci:init
   - oci:init2
@@ -180,10 +188,16 @@ fn json_file(tree: &Tree, key: &str) -> Value {
 #[test]
 fn the_tar_holds_linuxkits_layout() {
     let (_guard, dir) = workspace();
-    succeed(kiln(
+    let built = kiln(
         &dir,
         &["build", "--format", "tar", "-o", "out", "image.yml"],
-    ));
+    );
+    succeed(built.clone());
+    assert!(
+        String::from_utf8_lossy(&built.stderr).contains("kernel 6.1.0: kept 2 of 3 modules"),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
     let bytes = fs::read(dir.join("out/image.tar")).expect("image.tar");
     let mut root = Tree::new();
     kiln::tree::layer::apply(&mut root, &bytes[..]).expect("a tar");
@@ -191,7 +205,16 @@ fn the_tar_holds_linuxkits_layout() {
     // Kernel: boot files and the modules at /.
     assert_eq!(data(&root, "boot/kernel"), b"vmlinux bytes");
     assert_eq!(data(&root, "boot/cmdline"), b"console=ttyS0 quiet");
+    // Only the modules the image needs: ext4 named in kernel.modules, overlay for the
+    // volumes; the tables stay.
     assert!(root.contains("lib/modules/6.1.0/kernel/fs/ext4.ko"));
+    assert!(root.contains("lib/modules/6.1.0/kernel/fs/overlay.ko"));
+    assert!(root.contains("lib/modules/6.1.0/modules.dep"));
+    assert!(!root.contains("lib/modules/6.1.0/kernel/drivers/gpu/drm.ko"));
+    assert!(
+        !root.contains("lib/modules/6.1.0/kernel/drivers"),
+        "emptied"
+    );
     // Init images in order, filtered, the APK database concatenated.
     assert!(root.contains("bin/busybox") && root.contains("etc/motd"));
     assert!(!root.contains(".dockerenv") && !root.contains("etc/hostname"));
@@ -340,6 +363,14 @@ fn the_tar_holds_linuxkits_layout() {
     assert!(root.iter().all(|(_, node)| [0, 103].contains(&node.uid)));
 }
 
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut out)
+        .expect("gunzip");
+    out
+}
+
 #[test]
 fn builds_are_reproducible_and_kernel_initrd_is_written() {
     let (_guard, dir) = workspace();
@@ -370,10 +401,32 @@ fn builds_are_reproducible_and_kernel_initrd_is_written() {
         "console=ttyS0 quiet"
     );
     let initrd = fs::read(dir.join("a/image-initrd.img")).expect("initrd");
-    let mut cpio = Vec::new();
-    flate2::read::GzDecoder::new(&initrd[..])
-        .read_to_end(&mut cpio)
-        .expect("gzip");
+    let cpio = zstd::decode_all(&initrd[..]).expect("zstd, the default");
+    // The other compressions hold the same archive.
+    for (compression, decode) in [
+        ("gzip", gunzip as fn(&[u8]) -> Vec<u8>),
+        ("lz4", kiln::tree::compression::unlz4_legacy),
+        ("none", <[u8]>::to_vec),
+    ] {
+        let out = format!("c-{compression}");
+        succeed(kiln(
+            &dir,
+            &[
+                "build",
+                "--compression",
+                compression,
+                "-o",
+                &out,
+                "image.yml",
+            ],
+        ));
+        let bytes = fs::read(dir.join(out).join("image-initrd.img")).expect("initrd");
+        assert!(decode(&bytes) == cpio, "{compression}: another archive");
+    }
+    let refused = kiln(&dir, &["build", "--compression", "xz", "image.yml"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr)
+        .contains("unknown compression `xz`; the compressions are zstd, gzip, lz4, none"));
     let mut names = Vec::new();
     let mut rest = &cpio[..];
     loop {

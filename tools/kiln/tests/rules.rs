@@ -739,6 +739,19 @@ fn what_a_build_would_refuse_validate_refuses_first() {
         );
     }
     assert!(problems("kernel:\n  image: k:1\n  tar: none\n").is_empty());
+    assert!(problems("kernel:\n  image: k:1\n  modules: [nft_*, veth, fs-nfs4]\n").is_empty());
+    one_problem(
+        "kernel:\n  image: k:1\n  modules:\n    - veth\n    - \"nft_[a\"\n",
+        5,
+        "kernel.modules[1]",
+        "is not a glob",
+    );
+    one_problem(
+        "kernel:\n  image: k:1\n  modules: [kernel/net/veth.ko]\n",
+        3,
+        "kernel.modules[0]",
+        "a module name or glob has none",
+    );
     one_problem(
         "files:\n  - path: \"etc/a\\0b\"\n    contents: x\n",
         2,

@@ -18,6 +18,7 @@ use spec::layout::{Bundle, Layout as Containers, Section};
 use spec::runtime::Mount;
 
 use crate::build::container::{self, Configs, Context};
+use crate::build::modules::{self, Kept, Needs};
 use crate::build::mountpoint;
 use crate::build::source::Sources;
 use crate::images::local::LocalImage;
@@ -58,6 +59,8 @@ pub struct Assembly {
     /// Everything, including `boot/kernel`, `boot/cmdline` and `boot/ucode.cpio`.
     pub rootfs: Tree,
     pub kernel: Option<Content>,
+    /// What the kernel modules kept came to, per kernel release.
+    pub modules: Vec<Kept>,
     /// The kernel as an ELF (`vmlinux` in the kernel image, as Kiln's kernel packages carry
     /// it): qemu boots it directly, seconds sooner than the compressed kernel.
     pub vmlinux: Option<Content>,
@@ -89,6 +92,7 @@ pub fn assemble(
         progress,
         assembly: Assembly::default(),
         read_only: Vec::new(),
+        needs: Needs::default(),
     };
     builder.kernel(manifest)?;
     builder.init(manifest)?;
@@ -120,6 +124,18 @@ pub fn assemble(
     for (root, mounts) in &builder.read_only {
         mountpoint::create(&mut builder.assembly.rootfs, root, mounts);
     }
+    let kernel = manifest.kernel.as_ref();
+    let patterns = kernel
+        .map(|kernel| kernel.modules.as_slice())
+        .unwrap_or_default();
+    builder.assembly.modules =
+        modules::prune(&mut builder.assembly.rootfs, &builder.needs, patterns)
+            .map_err(|err| anyhow!(err))
+            .with_context(|| {
+                kernel
+                    .map(|k| report.describe(&k.origin))
+                    .unwrap_or_default()
+            })?;
     Ok(builder.assembly)
 }
 
@@ -208,6 +224,8 @@ struct Builder<'a> {
     assembly: Assembly,
     /// Read-only bundles' root filesystems (keys) and their config.json mounts.
     read_only: Vec<(String, Vec<oci_spec::runtime::Mount>)>,
+    /// What the bundles will ask the kernel for.
+    needs: Needs,
 }
 
 impl Builder<'_> {
@@ -314,6 +332,8 @@ impl Builder<'_> {
         for dir in [dirs.lower(), dirs.tmp(), dirs.merged()] {
             rootfs.put(&key(&dir), Node::dir(0o755));
         }
+        // The supervisor overlays `merged/` at boot.
+        self.needs.filesystem("overlay");
         if volume.image.is_empty() {
             return Ok(());
         }
@@ -388,6 +408,7 @@ impl Builder<'_> {
         mounts.append(&mut runtime.mounts);
         runtime.mounts = mounts;
         let configs = Configs { spec, runtime };
+        self.needs.record(&configs);
         let spec_json = configs.spec_json().map_err(|err| anyhow!(err))?;
         let runtime_json = configs.runtime_json().map_err(|err| anyhow!(err))?;
         rootfs.put(&key(&bundle.config_path()), Node::file(spec_json, 0o644));

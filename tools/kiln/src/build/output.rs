@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::build::assemble::Assembly;
 use crate::tree::archive;
+use crate::tree::compression::Compression;
 use crate::tree::initrd;
 
 /// An output format.
@@ -38,6 +39,13 @@ impl Format {
     }
 }
 
+/// What `kiln build` writes: the format, and how the initrd is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    pub format: Format,
+    pub compression: Compression,
+}
+
 /// Writes one output file's content.
 type Writer<'a> = Box<dyn Fn(&mut dyn Write) -> Result<()> + 'a>;
 
@@ -52,7 +60,11 @@ pub fn name_problem(name: &str) -> Option<String> {
 }
 
 /// Writes `assembly` as `format` into `dir` under `name`; returns the files written.
-pub fn write(assembly: &Assembly, dir: &Path, name: &str, format: Format) -> Result<Vec<PathBuf>> {
+pub fn write(assembly: &Assembly, dir: &Path, name: &str, output: Output) -> Result<Vec<PathBuf>> {
+    let Output {
+        format,
+        compression,
+    } = output;
     if let Some(problem) = name_problem(name) {
         bail!(problem);
     }
@@ -77,9 +89,14 @@ pub fn write(assembly: &Assembly, dir: &Path, name: &str, format: Format) -> Res
                 ),
                 (
                     format!("{name}-initrd.img"),
-                    Box::new(|out: &mut dyn Write| {
-                        initrd::write_initrd(&assembly.rootfs, assembly.ucode.as_ref(), out)
-                            .context("cannot write the initrd")?;
+                    Box::new(move |out: &mut dyn Write| {
+                        initrd::write_initrd(
+                            &assembly.rootfs,
+                            assembly.ucode.as_ref(),
+                            compression,
+                            out,
+                        )
+                        .context("cannot write the initrd")?;
                         Ok(())
                     }),
                 ),

@@ -72,6 +72,12 @@ pub fn check(manifest: &Manifest, report: &mut Report) {
                 .report
                 .at(&kernel.origin, &FieldPath::root().key(key), problem);
         }
+        for (index, pattern) in kernel.modules.iter().enumerate() {
+            if let Some(problem) = spec::modules::pattern_problem(pattern) {
+                let path = FieldPath::root().key("modules").index(index);
+                checker.report.at(&kernel.origin, &path, problem);
+            }
+        }
     }
     for (reference, origin) in manifest.init.iter().zip(&manifest.init_origins) {
         checker.reference(origin, &FieldPath::root(), reference);

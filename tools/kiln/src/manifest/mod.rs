@@ -62,6 +62,10 @@ pub struct Kernel {
     /// A cpio archive put before the initrd (CPU microcode).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ucode: Option<String>,
+    /// Modules kept beyond those the image's devices and manifest need: names, aliases or
+    /// globs (Kiln's key).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
     #[serde(skip)]
     pub origin: Origin,
 }
@@ -309,6 +313,7 @@ impl Manifest {
                 if later.ucode.is_some() {
                     kernel.ucode = later.ucode;
                 }
+                kernel.modules.extend(later.modules);
             }
             (kernel @ None, later) => *kernel = later,
             (Some(_), None) => {}

@@ -15,6 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::pkg::debian::{Debian, Record};
 use crate::pkg::tool;
 use crate::tree::archive;
+use crate::tree::compression::{unlz4_legacy, LZ4_LEGACY};
 use crate::tree::hostdir;
 use crate::tree::Tree;
 
@@ -22,10 +23,6 @@ use crate::tree::Tree;
 const MAX_INDIRECTIONS: usize = 3;
 /// The ELF magic.
 const ELF: &[u8] = b"\x7fELF";
-/// LZ4's legacy frame, which the kernel's lz4 compression writes.
-const LZ4_LEGACY: &[u8] = b"\x02\x21\x4c\x18";
-/// A block of the legacy frame decompresses to 8 MiB, the last one to less.
-const LZ4_BLOCK: usize = 8 << 20;
 const GZIP: &[u8] = b"\x1f\x8b\x08";
 
 /// The files a kernel image holds.
@@ -164,31 +161,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|window| window == needle)
-}
-
-/// Decompresses an LZ4 legacy frame that may be followed by other data: blocks until one
-/// comes out shorter than 8 MiB or does not decode.
-fn unlz4_legacy(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut at = LZ4_LEGACY.len();
-    while let Some(size) = data.get(at..at + 4) {
-        let size = u32::from_le_bytes([size[0], size[1], size[2], size[3]]) as usize;
-        let Some(block) = data.get(at + 4..at + 4 + size) else {
-            break;
-        };
-        match lz4_flex::block::decompress(block, LZ4_BLOCK) {
-            Ok(chunk) => {
-                let last = chunk.len() < LZ4_BLOCK;
-                out.extend_from_slice(&chunk);
-                if last {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-        at += 4 + size;
-    }
-    out
 }
 
 fn gunzip(data: &[u8]) -> Vec<u8> {

@@ -38,6 +38,8 @@ pub struct Machine {
     pub memory_mb: u32,
     /// Raw disk images, attached as virtio block devices (/dev/vda, /dev/vdb, ...).
     pub disks: Vec<PathBuf>,
+    /// More devices, each as qemu's `-device` takes it (`pvpanic`, `virtio-rng-device`).
+    pub devices: Vec<String>,
     /// qemu's accelerator (`tcg`, or `kvm` where the host has a working one).
     pub accel: String,
     /// Virtual CPUs.
@@ -188,6 +190,7 @@ impl Machine {
             cmdline,
             memory_mb: 512,
             disks: Vec::new(),
+            devices: Vec::new(),
             accel: "tcg".to_owned(),
             cpus: 1,
             network: Network::none(),
@@ -253,6 +256,9 @@ impl Machine {
                 .args(["-device", &format!("{device},drive=d{n}")]);
         }
         command.args(self.network.qemu_args(&format!("virtio-net-{bus}")));
+        for device in &self.devices {
+            command.args(["-device", device]);
+        }
         command
     }
 

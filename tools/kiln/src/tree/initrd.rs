@@ -1,4 +1,5 @@
-//! Writing a root filesystem [`Tree`] as an initramfs: a newc cpio archive, gzip-compressed,
+//! Writing a root filesystem [`Tree`] as an initramfs: a newc cpio archive, compressed (zstd
+//! unless asked otherwise),
 //! optionally after an uncompressed microcode cpio. Entries are in path order (parents first),
 //! hard-linked files share an inode number (the kernel links the later names to the first,
 //! which carries the data), and `/dev/console` is added when the tree has none, so the kernel
@@ -11,6 +12,7 @@ use std::io::{self, Write};
 
 use cpio::newc::{self, ModeFileType};
 
+use crate::tree::compression::Compression;
 use crate::tree::{Content, Kind, Node, Tree};
 
 /// The directory whose files are outputs of their own, not part of the initramfs.
@@ -33,12 +35,18 @@ impl Bytes<'_> {
     }
 }
 
-/// Writes `ucode` (if any) and then `tree` as a gzip newc cpio to `out`.
-pub fn write_initrd<W: Write>(tree: &Tree, ucode: Option<&Content>, mut out: W) -> io::Result<W> {
+/// Writes `ucode` (if any) and then `tree` as a newc cpio compressed with `compression` to
+/// `out`.
+pub fn write_initrd<W: Write>(
+    tree: &Tree,
+    ucode: Option<&Content>,
+    compression: Compression,
+    mut out: W,
+) -> io::Result<W> {
     if let Some(ucode) = ucode {
         io::copy(&mut ucode.reader(), &mut out)?;
     }
-    let mut gzip = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    let mut encoder = compression.encoder(out)?;
     let with_console;
     let tree = if tree.contains("dev/console") {
         tree
@@ -130,7 +138,7 @@ pub fn write_initrd<W: Write>(tree: &Tree, ucode: Option<&Content>, mut out: W) 
             ),
         };
         let size = u32::try_from(data.len()).map_err(|_| too_big("the size"))?;
-        let mut writer = builder.write(gzip, size);
+        let mut writer = builder.write(encoder, size);
         match data {
             Bytes::None => {}
             Bytes::Slice(bytes) => writer.write_all(bytes)?,
@@ -138,9 +146,9 @@ pub fn write_initrd<W: Write>(tree: &Tree, ucode: Option<&Content>, mut out: W) 
                 io::copy(&mut content.reader(), &mut writer)?;
             }
         }
-        gzip = writer.finish()?;
+        encoder = writer.finish()?;
     }
-    newc::trailer(gzip)?.finish()
+    newc::trailer(encoder)?.finish()
 }
 
 #[cfg(test)]
@@ -156,10 +164,22 @@ mod tests {
         tree.put("bin/busybox", Node::file(&b"elf"[..], 0o755).owned(1, 2));
         assert!(tree.link("bin/sh", "bin/busybox"));
         tree.put("etc/mtab", Node::symlink("/proc/mounts"));
-        let bytes = write_initrd(&tree, Some(&Content::from(b"UCODE")), Vec::new()).expect("write");
+        let bytes = write_initrd(
+            &tree,
+            Some(&Content::from(b"UCODE")),
+            Compression::Gzip,
+            Vec::new(),
+        )
+        .expect("write");
         assert_eq!(
             bytes,
-            write_initrd(&tree, Some(&Content::from(b"UCODE")), Vec::new()).expect("again"),
+            write_initrd(
+                &tree,
+                Some(&Content::from(b"UCODE")),
+                Compression::Gzip,
+                Vec::new()
+            )
+            .expect("again"),
             "reproducible"
         );
         assert!(bytes.starts_with(b"UCODE"));

@@ -6,6 +6,7 @@
 //! Runs in: `kiln` on the build host.
 
 pub mod archive;
+pub mod compression;
 pub mod content;
 pub mod hostdir;
 pub mod initrd;
