@@ -85,7 +85,9 @@ fn main() -> ExitCode {
 fn start_system() {
     if switch_root::needed() {
         if let Err(err) = switch_root::relocate() {
-            say!("move the root to a tmpfs: {err}; containers that need pivot_root will fail");
+            say!(
+                "move the root off the initramfs: {err}; containers that need pivot_root will fail"
+            );
         }
     }
     early::mount_all();

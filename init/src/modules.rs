@@ -244,11 +244,7 @@ impl Modules {
     /// The modules `request` stands for: itself when it names a module, else the modules of
     /// every alias pattern it matches.
     fn resolve(&self, request: &str) -> Vec<String> {
-        let name = canonical(request);
-        if self.dep.contains(&name) || self.builtin.contains(&name) {
-            return vec![name];
-        }
-        self.aliases.modules_for(request)
+        spec::modules::resolve(request, &self.dep, &self.builtin, &self.aliases)
     }
 
     /// Loads `name` (canonical) after its dependencies, skipping files in `loaded`; `params`

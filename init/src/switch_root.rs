@@ -1,11 +1,17 @@
-//! Moving an initramfs root to a tmpfs. The kernel unpacks the initramfs into a ramfs (or
-//! rootfs tmpfs) on which pivot_root(2) fails, so containers could not be started; init mounts
-//! a fresh tmpfs on /mnt, moves every file into it one by one (each copied, then unlinked, so
-//! memory holds one copy at a time), moves that tmpfs over `/` and chroots into it.
+//! Moving an initramfs root off the kernel's initial mount. The kernel unpacks the initramfs
+//! into `rootfs`, the mount at the bottom of the tree, which has no parent: pivot_root(2)
+//! refuses to move a root that is on it, so no container could be started. When rootfs is a
+//! tmpfs (the kernel makes it one unless `root=` is given), init binds it onto /mnt, moves
+//! that bind over `/` and chroots into it: the files stay where the kernel unpacked them, and
+//! the root is now a mount with a parent, which pivot_root accepts (a container's root is
+//! still entered by pivot_root, not chroot). On a ramfs (a kernel without tmpfs), which has
+//! no size limit, init mounts a fresh tmpfs on /mnt instead and moves every file into it one
+//! by one (each copied, then unlinked, so memory holds one copy at a time), as LinuxKit's
+//! init does for every initramfs.
 //! Runs in: PID 1 as the system's init, first of all, only when `/` is a ramfs or tmpfs (a
-//! disk or ISO root stays where it is). Kept: modes (setuid too), owners, times, symlinks,
-//! device nodes, FIFOs and hard links; a socket cannot be moved and is reported.
-//! Mirrors LinuxKit pkg/init/cmd/init (copyTree, then MS_MOVE and chroot).
+//! disk or ISO root stays where it is). A copy keeps modes (setuid too), owners, times,
+//! symlinks, device nodes, FIFOs and hard links; a socket cannot be moved and is reported.
+//! Mirrors LinuxKit pkg/init/cmd/init (copyTree, then MS_MOVE and chroot), without the copy.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -26,14 +32,16 @@ const NEW_ROOT: &str = "/mnt";
 
 /// Whether `/` is a ramfs or tmpfs (an initramfs).
 pub fn needed() -> bool {
-    statfs("/").is_ok_and(|fs| {
-        let kind = fs.filesystem_type();
-        kind == RAMFS_MAGIC || kind == TMPFS_MAGIC
-    })
+    root_type().is_some_and(|kind| kind == RAMFS_MAGIC || kind == TMPFS_MAGIC)
 }
 
-/// Moves the root into a new tmpfs and makes that the root. An error names the step; the
-/// files that could not be moved are listed first (the move goes on past them).
+fn root_type() -> Option<FsType> {
+    statfs("/").ok().map(|fs| fs.filesystem_type())
+}
+
+/// Makes the root a mount pivot_root accepts: the initial tmpfs bound over itself, or a
+/// ramfs's files moved into a new tmpfs. An error names the step; the files that could not
+/// be moved are listed first (the move goes on past them).
 pub fn relocate() -> Result<(), String> {
     let new_root = Path::new(NEW_ROOT);
     fs::DirBuilder::new()
@@ -41,23 +49,34 @@ pub fn relocate() -> Result<(), String> {
         .mode(0o755)
         .create(new_root)
         .map_err(|err| format!("make {NEW_ROOT}: {err}"))?;
-    mount(
-        Some("rootfs"),
-        new_root,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .map_err(|err| format!("mount tmpfs on {NEW_ROOT}: {err}"))?;
-    let problems = move_tree(Path::new("/"), new_root);
-    if !problems.is_empty() {
-        return Err(problems.join("; "));
+    if root_type() == Some(TMPFS_MAGIC) {
+        mount(
+            Some("/"),
+            new_root,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|err| format!("bind / on {NEW_ROOT}: {err}"))?;
+    } else {
+        mount(
+            Some("rootfs"),
+            new_root,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|err| format!("mount tmpfs on {NEW_ROOT}: {err}"))?;
+        let problems = move_tree(Path::new("/"), new_root);
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        // The new root's own /mnt, empty, as the image had it.
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(new_root.join("mnt"))
+            .map_err(|err| format!("make /mnt in the new root: {err}"))?;
     }
-    // The new root's own /mnt, empty, as the image had it.
-    fs::DirBuilder::new()
-        .mode(0o755)
-        .create(new_root.join("mnt"))
-        .map_err(|err| format!("make /mnt in the new root: {err}"))?;
     std::env::set_current_dir(new_root).map_err(|err| format!("chdir {NEW_ROOT}: {err}"))?;
     mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
         .map_err(|err| format!("move {NEW_ROOT} to /: {err}"))?;

@@ -13,7 +13,7 @@ ROUNDS=${1:-${ROUNDS:-10}}
 RELEASE=$(realpath "${RELEASE:-target/x86_64-unknown-linux-gnu/release}")
 KILN=$RELEASE/kiln
 
-need_tools containerd containerd-shim-runc-v2 runc
+need_tools containerd containerd-shim-runc-v2 runc zstd
 [ -x "$KILN" ] || fail "build $KILN first (cargo build --release)"
 work=$(mktemp -d /tmp/kiln-bench-image.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -38,10 +38,12 @@ awk -v k="$kiln_total" -v d="$debian_total" \
     'BEGIN { printf "| Debian: together | %.0f (%.1fx Kiln) |\n", d / 1024, d / k }'
 
 # The first build fills the cache (packages of this repository, the kernel); the rest are timed.
-"$KILN" build -o "$work" yml/example.yml >/dev/null
+"$KILN" build -o "$work" yml/example.yml 2>/dev/null
 initrd=$work/example-initrd.img
-unpacked=$(gzip -dc "$initrd" | wc -c)
-echo "| example initrd (gzip) | $(kib "$(size "$initrd")") |"
+unpacked=$(zstd -dc "$initrd" | wc -c)
+"$KILN" build -o "$work" --name gzip --compression gzip yml/example.yml 2>/dev/null
+echo "| example initrd (zstd, the default) | $(kib "$(size "$initrd")") |"
+echo "| example initrd (gzip, as LinuxKit's) | $(kib "$(size "$work/gzip-initrd.img")") |"
 echo "| example initrd unpacked | $(kib "$unpacked") |"
 echo "| example kernel (bzImage) | $(kib "$(size "$work/example-kernel")") |"
 echo

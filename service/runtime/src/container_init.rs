@@ -21,7 +21,7 @@ use crate::executor::reset_signals;
 use crate::wait::wait_ended;
 
 /// Where the init is bound inside a container.
-pub const PATH: &str = "/sbin/kiln-init";
+pub const PATH: &str = spec::runtime::CONTAINER_INIT;
 
 /// The name (argv[0]'s file name) under which the `service` binary acts as the container init.
 pub const NAME: &str = "kiln-init";

@@ -67,6 +67,21 @@ impl Dependencies {
     }
 }
 
+/// The modules `request` stands for, as modprobe reads a name: itself when it names a module
+/// of `dep` or `builtin`, else the modules of every alias pattern it matches.
+pub fn resolve(
+    request: &str,
+    dep: &Dependencies,
+    builtin: &BTreeSet<String>,
+    aliases: &Aliases,
+) -> Vec<String> {
+    let name = canonical(request);
+    if dep.contains(&name) || builtin.contains(&name) {
+        return vec![name];
+    }
+    aliases.modules_for(request)
+}
+
 /// modules.builtin: the modules compiled into the kernel, by canonical name.
 pub fn parse_builtin(text: &str) -> BTreeSet<String> {
     text.lines()

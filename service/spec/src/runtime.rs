@@ -91,6 +91,10 @@ pub struct Runtime {
     pub init: bool,
 }
 
+/// Where [`Runtime::init`] binds the container init inside the container: a read-only root
+/// needs the file there already, and `kiln build` makes it.
+pub const CONTAINER_INIT: &str = "/sbin/kiln-init";
+
 /// Seconds an onboot or onshutdown container may run when its runtime.json gives no `timeout`.
 pub const DEFAULT_TIMEOUT: u64 = 300;
 

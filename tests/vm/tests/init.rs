@@ -1,7 +1,7 @@
 //! `/init` as PID 1 of a real VM (qemu, Debian's kernel, an initramfs made here): the root moved
-//! to a tmpfs, LinuxKit's mount table, devices, hostname, limits, modules from /etc/modules,
-//! loopback; a service container started on the relocated root (pivot_root works there); the
-//! supervisor killed and started again; a thousand orphans reaped; and busybox `poweroff` and
+//! off the kernel's initial mount, LinuxKit's mount table, devices, hostname, limits, modules
+//! from /etc/modules, loopback; a service container started on the relocated root (pivot_root
+//! works there); the supervisor killed and started again; a thousand orphans reaped; and busybox `poweroff` and
 //! `reboot` ending the VM cleanly, with the file a service wrote to an ext4 virtio disk still
 //! there afterwards and the filesystem clean.
 //! Runs on the host as any user that can run qemu; no test touches the host's system. A probe
@@ -180,9 +180,11 @@ poweroff
             .unwrap_or_else(|| panic!("{point} is not mounted: {mounts:?}\n{}", run.console))
     };
     let root = find("/");
+    // The kernel's tmpfs, bound over itself (its type reads `rootfs`): containers pivot_root
+    // from it, which the writer service below proves.
     assert_eq!(
-        root.2, "tmpfs",
-        "the root was moved off the initramfs: {root:?}"
+        root.2, "rootfs",
+        "the initramfs root is kept in place, not copied: {root:?}"
     );
     assert!(root.1.starts_with("ro"), "the root is read-only: {root:?}");
     assert!(root.1.contains("shared:"), "the root is shared: {root:?}");

@@ -132,6 +132,7 @@ services:
     capabilities.add: [CAP_NET_ADMIN]
     runtime:
       ready: {notify: true}
+      init: true
   - name: worker
     image: oci:tool
     uid: getty
@@ -296,6 +297,12 @@ fn the_tar_holds_linuxkits_layout() {
     // apply, `.add` extends the label, and the notify directory exists.
     let getty = "containers/services/getty";
     assert!(root.contains(&format!("{getty}/rootfs/sbin/getty")));
+    // Its runtime.init binds the container init on a file the read-only root must hold.
+    assert_eq!(
+        data(&root, &format!("{getty}/rootfs/sbin/kiln-init")),
+        b"",
+        "the container init's mount point"
+    );
     assert!(root
         .get(&format!("{getty}/rootfs/run/notify"))
         .is_some_and(Node::is_dir));

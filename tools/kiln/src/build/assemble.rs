@@ -403,6 +403,11 @@ impl Builder<'_> {
         if readonly {
             let mounts = spec.mounts().clone().unwrap_or_default();
             self.read_only.push((root.clone(), mounts));
+            if runtime.init {
+                // The supervisor binds the container init there; a read-only root cannot
+                // have the file made at boot.
+                mountpoint::create_file(rootfs, &root, spec::runtime::CONTAINER_INIT);
+            }
         }
         let mut mounts = root_mounts(bundle, &root, readonly, shared.is_some(), rootfs);
         mounts.append(&mut runtime.mounts);

@@ -181,11 +181,7 @@ impl Tables {
     /// The modules `request` stands for, as modprobe reads it: itself when it names a
     /// module, else the modules of every alias pattern it matches.
     fn resolve(&self, request: &str) -> Vec<String> {
-        let name = canonical(request);
-        if self.dep.contains(&name) || self.builtin.contains(&name) {
-            return vec![name];
-        }
-        self.aliases.modules_for(request)
+        spec::modules::resolve(request, &self.dep, &self.builtin, &self.aliases)
     }
 
     /// The modules a `kernel: modules:` entry keeps: every module whose name the glob

@@ -51,27 +51,39 @@ pub fn create(tree: &mut Tree, root: &str, mounts: &[Mount]) {
                 .strip_prefix(other)
                 .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1)
         });
-        if covered {
-            continue;
+        if !covered {
+            let file = source_is_file(tree, mount);
+            make(tree, root, &destination, file);
         }
-        let Some(resolved) = tree.resolve(root, &destination) else {
-            continue;
-        };
-        let Some((last, parents)) = resolved.missing.split_last() else {
-            continue;
-        };
-        let mut key = resolved.key;
-        for part in parents {
-            key = format!("{key}/{part}");
-            tree.put(&key, Node::dir(0o755));
-        }
-        let node = if source_is_file(tree, mount) {
-            Node::file(&b""[..], 0o644)
-        } else {
-            Node::dir(0o755)
-        };
-        tree.put(&format!("{key}/{last}"), node);
     }
+}
+
+/// Creates the file `destination` in the subtree at `root` when it is missing, with missing
+/// parents: the mount point of a file bound there at run time.
+pub fn create_file(tree: &mut Tree, root: &str, destination: &str) {
+    make(tree, root, destination, true);
+}
+
+/// Creates `destination` (an empty file, else a directory) and its missing parents in the
+/// subtree at `root`, unless it exists or is reached through a file.
+fn make(tree: &mut Tree, root: &str, destination: &str, file: bool) {
+    let Some(resolved) = tree.resolve(root, destination) else {
+        return;
+    };
+    let Some((last, parents)) = resolved.missing.split_last() else {
+        return;
+    };
+    let mut key = resolved.key;
+    for part in parents {
+        key = format!("{key}/{part}");
+        tree.put(&key, Node::dir(0o755));
+    }
+    let node = if file {
+        Node::file(&b""[..], 0o644)
+    } else {
+        Node::dir(0o755)
+    };
+    tree.put(&format!("{key}/{last}"), node);
 }
 
 /// Whether `mount` binds a file (or device, socket) rather than a directory.
