@@ -48,15 +48,6 @@ impl Dependencies {
         self.by_name.keys().map(String::as_str)
     }
 
-    /// How many modules the table holds.
-    pub fn len(&self) -> usize {
-        self.by_name.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
-    }
-
     /// The files to load for `name` (canonical), dependencies first: modules.dep lists a
     /// module's dependencies with the last to be loaded first, as modprobe reads it.
     pub fn load_order(&self, name: &str) -> Option<Vec<String>> {
@@ -183,9 +174,6 @@ impl Aliases {
     }
 }
 
-/// fnmatch(3) without flags, as kmod matches aliases: `*` any run of characters (`/`
-/// included), `?` one character, `[...]` a class with ranges and `!` or `^` negation. A
-/// pattern the glob rules reject matches nothing.
 /// Why `pattern` cannot name modules (a name, an alias or a glob of either), if it cannot.
 pub fn pattern_problem(pattern: &str) -> Option<String> {
     if pattern.is_empty() {
@@ -204,6 +192,9 @@ pub fn pattern_problem(pattern: &str) -> Option<String> {
         .map(|err| format!("`{pattern}` is not a glob: {err}"))
 }
 
+/// fnmatch(3) without flags, as kmod matches aliases: `*` any run of characters (`/`
+/// included), `?` one character, `[...]` a class with ranges and `!` or `^` negation. A
+/// pattern the glob rules reject matches nothing.
 pub fn fnmatch(pattern: &str, text: &str) -> bool {
     glob::Pattern::new(pattern).is_ok_and(|pattern| pattern.matches(text))
 }

@@ -292,19 +292,11 @@ impl fmt::Display for Kept {
 /// directories that leaves empty. Errs naming the patterns that match no module of a
 /// release.
 pub fn prune(rootfs: &mut Tree, needs: &Needs, patterns: &[String]) -> Result<Vec<Kept>, String> {
-    let listed = match rootfs.get(ETC_MODULES).map(|node| &node.kind) {
-        Some(Kind::File { data, .. }) => {
-            let text = data
-                .to_vec()
-                .map_err(|err| format!("cannot read /{ETC_MODULES}: {err}"))?;
-            parse_listed(&String::from_utf8_lossy(&text))
-                .into_iter()
-                .map(|(name, _)| name)
-                .collect()
-        }
-        _ => Vec::new(),
-    };
-    let named: Vec<String> = listed.into_iter().chain(needs.requests.clone()).collect();
+    let named: Vec<String> = parse_listed(&text(rootfs, ETC_MODULES)?)
+        .into_iter()
+        .map(|(name, _)| name)
+        .chain(needs.requests.clone())
+        .collect();
     let devices: Vec<&str> = TARGET_DEVICES.iter().map(|d| d.modalias).collect();
     let releases: Vec<String> = rootfs
         .below(MODULES)
@@ -315,21 +307,12 @@ pub fn prune(rootfs: &mut Tree, needs: &Needs, patterns: &[String]) -> Result<Ve
         .collect();
     let mut kept = Vec::new();
     for release in releases {
-        let dir = format!("{MODULES}/{release}");
-        let text = |name: &str| -> Result<String, String> {
-            match rootfs.get(&format!("{dir}/{name}")).map(|node| &node.kind) {
-                Some(Kind::File { data, .. }) => data
-                    .to_vec()
-                    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-                    .map_err(|err| format!("cannot read /{dir}/{name}: {err}")),
-                _ => Ok(String::new()),
-            }
-        };
+        let table = |name: &str| text(rootfs, &format!("{MODULES}/{release}/{name}"));
         let tables = Tables::parse(
-            &text("modules.dep")?,
-            &text("modules.alias")?,
-            &text("modules.builtin")?,
-            &text("modules.softdep")?,
+            &table("modules.dep")?,
+            &table("modules.alias")?,
+            &table("modules.builtin")?,
+            &table("modules.softdep")?,
         );
         let names = tables
             .select(&devices, &named, patterns)
@@ -344,6 +327,17 @@ pub fn prune(rootfs: &mut Tree, needs: &Needs, patterns: &[String]) -> Result<Ve
         kept.push(remove_others(rootfs, &release, &files));
     }
     Ok(kept)
+}
+
+/// The text of the file at `key` in `rootfs`; empty when there is none.
+fn text(rootfs: &Tree, key: &str) -> Result<String, String> {
+    match rootfs.get(key).map(|node| &node.kind) {
+        Some(Kind::File { data, .. }) => data
+            .to_vec()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .map_err(|err| format!("cannot read /{key}: {err}")),
+        _ => Ok(String::new()),
+    }
 }
 
 /// Whether `key`'s file name is a kernel module's (`.ko`, or `.ko` compressed).
