@@ -23,6 +23,19 @@ stats() {
     printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2; print v[1], m, v[NR]}'
 }
 
+# ROUNDS COMMAND... -> "min median max" milliseconds of ROUNDS runs of COMMAND (its output dropped)
+timed() {
+    local rounds=$1 times=() start end
+    shift
+    for _ in $(seq 1 "$rounds"); do
+        start=$(now_us)
+        "$@" >/dev/null
+        end=$(now_us)
+        times+=("$(((end - start) / 1000))")
+    done
+    stats "${times[@]}"
+}
+
 # Runs the calling script again, with the same arguments, as PID 1 of fresh pid, mount, net, uts and
 # ipc namespaces with / private (at most SECONDS seconds), then removes the cgroups the runtimes made
 # below KILN_BENCH_ID, and exits with its status. In the re-run (KILN_BENCH_ID set) it checks the

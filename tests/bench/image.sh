@@ -2,7 +2,8 @@
 # Image and build benchmark: the size of what Kiln puts on an image to run containers (init and
 # the service binary) beside what a LinuxKit image carries for the same job (Debian's containerd,
 # containerd-shim-runc-v2 and runc); the size of the example image; and the time `kiln build`
-# takes for yml/example.yml with a warm cache (one build first, then ROUNDS timed builds); and
+# takes for yml/example.yml with a warm cache (one build first, then ROUNDS timed builds), and
+# `kiln pkg show-tag` of every package then; and
 # the peak memory of a build, of the example and of an image holding one file of BIG_MIB MiB.
 # Usage: tests/bench/image.sh [ROUNDS]  (RELEASE=directory of the release binaries)
 set -euo pipefail
@@ -48,19 +49,20 @@ echo "| example initrd unpacked | $(kib "$unpacked") |"
 echo "| example kernel (bzImage) | $(kib "$(size "$work/example-kernel")") |"
 echo
 
-times=()
-for _ in $(seq 1 "$ROUNDS"); do
-    start=$(now_us)
-    "$KILN" build -o "$work" yml/example.yml >/dev/null
-    end=$(now_us)
-    times+=("$(((end - start) / 1000))")
-done
-read -r min median max <<<"$(stats "${times[@]}")"
+read -r min median max <<<"$(timed "$ROUNDS" "$KILN" build -o "$work" yml/example.yml)"
 echo "| build | min ms | median ms | max ms |"
 echo "|---|---|---|---|"
 echo "| kiln build yml/example.yml, warm cache | $min | $median | $max |"
 echo
 echo "$ROUNDS builds after one that filled the cache."
+echo
+
+# The tags of every package of pkg/, nothing changed since they were built (the build above).
+packages=(pkg/*/)
+read -r min median max <<<"$(timed "$ROUNDS" "$KILN" pkg show-tag "${packages[@]}")"
+echo "| show-tag | min ms | median ms | max ms |"
+echo "|---|---|---|---|"
+echo "| kiln pkg show-tag of the ${#packages[@]} packages of pkg/, nothing changed | $min | $median | $max |"
 
 # Peak memory (GNU time's maximum resident set): the example, warm, and an image whose one
 # layer holds a single file of BIG_MIB MiB (a docker-archive made here), built as a tar.

@@ -409,8 +409,10 @@ fn pkg_build(packages: &[PathBuf], force: bool, cache: Option<PathBuf>) -> ExitC
 }
 
 fn pkg_show_tag(packages: &[PathBuf]) -> ExitCode {
+    let cache = kiln::images::cache::default_cache();
     for_each_package(packages, "show-tag", |package, debian| {
-        pkgbuild::Inputs::of(package, debian).map(|inputs| pkgbuild::reference(package, &inputs))
+        kiln::pkg::inputs::Inputs::of(package, debian, &cache)
+            .map(|inputs| pkgbuild::reference(package, &inputs))
     })
 }
 

@@ -2,7 +2,10 @@
 //! binary of this workspace and a Debian package lands in the cache under its tag with exactly
 //! those contents and its label; building again changes nothing; a changed file changes the
 //! tag; a missing file or an unknown Debian package fails clearly without a cache entry; and
-//! two builds at once make a package once.
+//! two builds at once make a package once. A package's binary is the workspace's release
+//! build, not compiled again; a package whose inputs did not change is found without cargo,
+//! and one whose sources changed gets a new tag and, without cargo, a message naming the
+//! change.
 //! Then the packages in pkg/ and the examples in yml/: each example builds from them, and the
 //! kernel package holds modules.dep and an ELF kernel.
 //! Runs on a Debian build host with apt's index (`tools/dev setup`); fetched `.deb` files are
@@ -127,9 +130,41 @@ fn a_package_of_files_a_binary_and_a_deb_is_cached_under_its_tag() {
         "show-tag builds nothing"
     );
 
+    // The workspace's release build, as `tools/dev` makes it, is taken as it is.
+    let release_init = workspace().join("target/x86_64-unknown-linux-gnu/release/init");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--workspace",
+            "--bin",
+            "init",
+        ])
+        .current_dir(workspace())
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "the workspace's release build");
+    let built_init = fs::read(&release_init).expect("the release init");
+    let modified = fs::metadata(&release_init)
+        .and_then(|m| m.modified())
+        .expect("mtime");
     let built = kiln(cache.path(), &["pkg", "build", dir]);
     assert!(built.status.success(), "{}", text(&built.stderr));
     assert_eq!(text(&built.stdout).trim(), reference);
+    assert!(
+        text(&built.stderr)
+            .contains("the binary init is the workspace's release build, which was up to date"),
+        "{}",
+        text(&built.stderr)
+    );
+    assert_eq!(
+        fs::metadata(&release_init)
+            .and_then(|m| m.modified())
+            .expect("mtime"),
+        modified,
+        "not linked again"
+    );
     let first = index_names(cache.path());
     assert!(first.contains(&format!("docker.io/{reference}")), "{first}");
 
@@ -146,9 +181,7 @@ fn a_package_of_files_a_binary_and_a_deb_is_cached_under_its_tag() {
     );
     let init = root.get("init").expect("init");
     assert_eq!(init.mode, 0o755);
-    let built_init = fs::read(workspace().join("target/x86_64-unknown-linux-gnu/release/init"))
-        .expect("the release init");
-    assert_eq!(data(root, "init"), built_init.as_slice());
+    assert_eq!(data(root, "init"), built_init.as_slice(), "byte for byte");
     assert_eq!(data(root, "etc/tool/tool.conf"), b"level=3\n");
     assert_eq!(root.get("usr/bin/run.sh").map(|n| n.mode), Some(0o755));
     assert_eq!(root.get("var/empty").map(|n| n.mode), Some(0o555));
@@ -186,6 +219,156 @@ fn a_package_of_files_a_binary_and_a_deb_is_cached_under_its_tag() {
     fs::write(pkg.path().join("etc/tool.conf"), "level=4\n").expect("conf");
     let changed = kiln(cache.path(), &["pkg", "show-tag", dir]);
     assert_ne!(text(&changed.stdout).trim(), reference);
+}
+
+/// `kiln ARGS` with `cache` as its image cache and no cargo to run: not on PATH, not named by
+/// `$CARGO`.
+fn kiln_without_cargo(cache: &Path, args: &[&str]) -> Output {
+    let mut command = kiln_command(cache, args);
+    command.env_remove("CARGO").env(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
+    let output = command.output().expect("run kiln");
+    let cargo = Command::new("cargo")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .output();
+    assert!(
+        cargo.is_err(),
+        "cargo is on the system's PATH: the test needs it not to be"
+    );
+    output
+}
+
+/// A Cargo workspace of its own (outside this one, so nothing of this one applies): a binary
+/// crate `hello` using the library crate `greet` by path, and `pkg/hello` taking the binary.
+fn hello_workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("workspace");
+    let files = [
+        (
+            "Cargo.toml",
+            "[workspace]\nresolver = \"2\"\nmembers = [\"hello\", \"greet\"]\n",
+        ),
+        (
+            "hello/Cargo.toml",
+            "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\ngreet = { path = \"../greet\" }\n",
+        ),
+        (
+            "hello/src/main.rs",
+            "fn main() {\n    println!(\"{}\", greet::greeting());\n}\n",
+        ),
+        (
+            "greet/Cargo.toml",
+            "[package]\nname = \"greet\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+        ),
+        (
+            "greet/src/lib.rs",
+            "pub fn greeting() -> &'static str {\n    \"hello\"\n}\n",
+        ),
+        (
+            "pkg/hello/build.yml",
+            "image: hello\ncontents:\n  - binary: hello\n    to: /usr/bin/hello\n",
+        ),
+    ];
+    for (path, text) in files {
+        let path = dir.path().join(path);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(path, text).expect("write");
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["generate-lockfile", "--offline"])
+        .current_dir(dir.path())
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "cargo generate-lockfile");
+    dir
+}
+
+#[test]
+fn an_unchanged_package_is_found_without_cargo_and_a_changed_one_says_why() {
+    let cache = tempfile::tempdir().expect("cache");
+    let workspace = hello_workspace();
+    let pkg = workspace.path().join("pkg/hello");
+    let pkg = pkg.to_str().expect("utf-8");
+
+    let built = kiln(cache.path(), &["pkg", "build", pkg]);
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let first = text(&built.stdout).trim().to_owned();
+    let hello = fs::read(workspace.path().join("target/release/hello")).expect("built");
+    assert_eq!(
+        data(&image(cache.path(), &first).rootfs, "usr/bin/hello"),
+        hello
+    );
+
+    // Nothing changed: the tag and the image, without cargo.
+    let shown = kiln_without_cargo(cache.path(), &["pkg", "show-tag", pkg]);
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    assert_eq!(text(&shown.stdout).trim(), first);
+    let again = kiln_without_cargo(cache.path(), &["pkg", "build", pkg]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("is up to date"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    // A changed source: a new tag, still without cargo, and a build that says what changed
+    // and what it needs.
+    fs::write(
+        workspace.path().join("greet/src/lib.rs"),
+        "pub fn greeting() -> &'static str {\n    \"hello again\"\n}\n",
+    )
+    .expect("edit");
+    let shown = kiln_without_cargo(cache.path(), &["pkg", "show-tag", pkg]);
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let second = text(&shown.stdout).trim().to_owned();
+    assert!(second.starts_with("kiln/hello:"), "{second}");
+    assert_ne!(second, first);
+    let failed = kiln_without_cargo(cache.path(), &["pkg", "build", pkg]);
+    assert!(!failed.status.success());
+    let err = text(&failed.stderr);
+    for part in [
+        format!("building {second}, since {first} was built: greet/src/lib.rs changed"),
+        "contents[0].binary".to_owned(),
+        "cannot run cargo".to_owned(),
+    ] {
+        assert!(err.contains(&part), "`{part}` in: {err}");
+    }
+    assert!(!index_names(cache.path()).contains(&second));
+
+    // A changed Cargo.toml: the crate list must be read again, which needs cargo.
+    let manifest = workspace.path().join("hello/Cargo.toml");
+    let mut toml = fs::read_to_string(&manifest).expect("read");
+    toml.push_str("# edited\n");
+    fs::write(&manifest, toml).expect("edit");
+    let failed = kiln_without_cargo(cache.path(), &["pkg", "show-tag", pkg]);
+    assert!(!failed.status.success());
+    let err = text(&failed.stderr);
+    for part in [
+        "the binary `hello` (crate hello)",
+        "a Cargo.toml changed",
+        "cannot run cargo metadata",
+    ] {
+        assert!(err.contains(part), "`{part}` in: {err}");
+    }
+
+    // With cargo, the changed package builds.
+    let rebuilt = kiln(cache.path(), &["pkg", "build", pkg]);
+    assert!(rebuilt.status.success(), "{}", text(&rebuilt.stderr));
+    let third = text(&rebuilt.stdout).trim().to_owned();
+    assert_ne!(third, second, "the Cargo.toml is an input too");
+    let output = Command::new(workspace.path().join("target/release/hello"))
+        .output()
+        .expect("run hello");
+    assert_eq!(text(&output.stdout), "hello again\n");
+    assert_eq!(
+        data(&image(cache.path(), &third).rootfs, "usr/bin/hello"),
+        fs::read(workspace.path().join("target/release/hello")).expect("built")
+    );
 }
 
 #[test]

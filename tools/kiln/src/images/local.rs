@@ -3,13 +3,15 @@
 //! save` archive. Indexes are followed to linux/amd64. Every blob is checked against its
 //! digest and every uncompressed layer against the config's diff id before it is applied; the
 //! layers are then applied in order into one [`Tree`]. Layers are streamed: read, uncompressed
-//! and hashed in pieces, their large files going to the spill, never whole in memory; a layer
-//! that unpacks to more than the limit given is refused, naming it.
+//! and hashed in pieces, their large files going to the spill (or, for an uncompressed layer of
+//! a layout, left in its blob file), never whole in memory; a layer that unpacks to more than
+//! the limit given is refused, naming it.
 //! Runs in: `kiln` on the build host. Reads the image files only.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::image::{Config, Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
@@ -106,6 +108,19 @@ impl Blobs {
         }
     }
 
+    /// The file at `path` of a layout directory, opened (None for an archive).
+    fn file(&self, path: &str) -> Result<Option<Arc<fs::File>>> {
+        match self {
+            Blobs::Dir(dir) => {
+                let path = dir.join(path);
+                let file = fs::File::open(&path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                Ok(Some(Arc::new(file)))
+            }
+            Blobs::Archive(_) => Ok(None),
+        }
+    }
+
     /// Reads the document at `path`, refusing one larger than [`MAX_DOCUMENT`].
     fn read(&self, path: &str) -> Result<Vec<u8>> {
         let (reader, size) = self.open(path)?;
@@ -178,11 +193,21 @@ fn oci_image(
         let digest = descriptor.digest();
         let context = || format!("layer {number} ({digest})");
         require_sha256(digest).with_context(context)?;
-        let (blob, _) = blobs
-            .open(&layout::blob_name(digest))
-            .with_context(context)?;
-        apply_layer(&mut rootfs, blob, Some(descriptor), diff_id, max_layer)
-            .with_context(context)?;
+        let name = layout::blob_name(digest);
+        let in_place = blobs.file(&name).with_context(context)?;
+        let blob: Box<dyn Read + '_> = match &in_place {
+            Some(file) => Box::new(ReadAt::new(file.clone())),
+            None => blobs.open(&name).with_context(context)?.0,
+        };
+        apply_layer(
+            &mut rootfs,
+            blob,
+            in_place.as_ref(),
+            Some(descriptor),
+            diff_id,
+            max_layer,
+        )
+        .with_context(context)?;
         progress(number + 1, total);
     }
     Ok(LocalImage {
@@ -238,6 +263,26 @@ fn parse_config(bytes: &[u8]) -> Result<ImageConfiguration> {
     Ok(config)
 }
 
+/// Reads a shared file from its start with positioned reads, leaving its offset alone.
+struct ReadAt {
+    file: Arc<fs::File>,
+    at: u64,
+}
+
+impl ReadAt {
+    fn new(file: Arc<fs::File>) -> Self {
+        Self { file, at: 0 }
+    }
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(&*self.file, buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
 /// A reader that fails once more than `left` bytes have passed.
 struct Bounded<R> {
     inner: R,
@@ -261,36 +306,43 @@ impl<R: Read> Read for Bounded<R> {
 
 /// Streams a layer (gzip or plain tar) from `blob`: checks the blob against `descriptor` (when
 /// it has one: a `docker save` layer has none), the uncompressed tar against `diff_id`, its
-/// size against `max_layer`, and only then applies it.
+/// size against `max_layer`, and only then applies it. A plain tar is hashed once, its digest
+/// being both; when `blob` reads the file `in_place` from its start, its large files are left
+/// there rather than copied.
 fn apply_layer(
     rootfs: &mut Tree,
     blob: Box<dyn Read + '_>,
+    in_place: Option<&Arc<fs::File>>,
     descriptor: Option<&Descriptor>,
     diff_id: &str,
     max_layer: u64,
 ) -> Result<()> {
-    let mut compressed = BufReader::new(Hashing::new(blob));
-    let head = compressed.fill_buf().context("cannot read the layer")?;
+    let mut blob = BufReader::new(blob);
+    let head = blob.fill_buf().context("cannot read the layer")?;
     if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         bail!("zstd-compressed layers are not supported; use gzip or plain tar layers");
     }
-    let tar: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(&mut compressed))
-    } else {
-        Box::new(&mut compressed)
-    };
-    let mut tar = Hashing::new(Bounded {
-        inner: tar,
+    let bounded = |inner| Bounded {
+        inner,
         limit: max_layer,
         left: max_layer,
-    });
-    let read = layer::read(&mut tar);
-    let (_, actual, _) = tar.drain().context("cannot read the layer")?;
+    };
+    let (read, actual, blob_digest, blob_size) = if head.starts_with(&[0x1f, 0x8b]) {
+        let mut compressed = Hashing::new(blob);
+        let mut tar = Hashing::new(bounded(
+            Box::new(flate2::read::GzDecoder::new(&mut compressed)) as Box<dyn Read + '_>,
+        ));
+        let read = layer::read(&mut tar, None);
+        let (_, actual, _) = tar.drain().context("cannot read the layer")?;
+        let (_, blob_digest, blob_size) = compressed.drain().context("cannot read the layer")?;
+        (read, actual, blob_digest, blob_size)
+    } else {
+        let mut tar = Hashing::new(bounded(Box::new(blob) as Box<dyn Read + '_>));
+        let read = layer::read(&mut tar, in_place);
+        let (_, actual, size) = tar.drain().context("cannot read the layer")?;
+        (read, actual.clone(), actual, size)
+    };
     // The blob's own digest first: a changed blob is named as such, whatever it unpacks to.
-    let (_, blob_digest, blob_size) = compressed
-        .into_inner()
-        .drain()
-        .context("cannot read the layer")?;
     if let Some(descriptor) = descriptor {
         check_blob(descriptor, &blob_digest, blob_size)?;
     }
@@ -353,7 +405,7 @@ fn docker_image(
     for (number, (path, diff_id)) in entry.layers.iter().zip(diff_ids).enumerate() {
         let context = || format!("layer {path}");
         let (blob, _) = blobs.open(path).with_context(context)?;
-        apply_layer(&mut rootfs, blob, None, diff_id, max_layer).with_context(context)?;
+        apply_layer(&mut rootfs, blob, None, None, diff_id, max_layer).with_context(context)?;
         progress(number + 1, entry.layers.len());
     }
     Ok(LocalImage {

@@ -1,6 +1,7 @@
 //! Writing images into an OCI image layout directory: the local cache `kiln pkg build` fills
 //! and the layouts tests build their images in. Blobs are named by digest and written once;
-//! layers are gzip tars written from a [`Tree`] (reproducible: same tree, same digest);
+//! layers are tars written from a [`Tree`] (reproducible: same tree, same digest), gzip
+//! compressed unless the layout is the local cache, where plain tars are read faster;
 //! `index.json` names each image by `org.opencontainers.image.ref.name` and is replaced
 //! atomically, a new image of the same name replacing the old entry.
 //! Runs in: `kiln` on the build host. Writes only below the layout directory.
@@ -99,6 +100,8 @@ pub fn lock(dir: &Path) -> Result<Flock<fs::File>> {
 #[derive(Debug, Clone)]
 pub struct Layout {
     dir: PathBuf,
+    /// Whether layers are written as plain tars rather than gzip.
+    plain_layers: bool,
 }
 
 impl Layout {
@@ -112,7 +115,15 @@ impl Layout {
         }
         Ok(Self {
             dir: dir.to_owned(),
+            plain_layers: false,
         })
+    }
+
+    /// Writes layers as plain tars: for a layout read on this machine only, where reading a
+    /// layer back then costs one digest and no decompression or copy.
+    pub fn with_plain_layers(mut self) -> Self {
+        self.plain_layers = true;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -134,7 +145,7 @@ impl Layout {
         Ok(Descriptor::new(media_type, bytes.len() as u64, digest))
     }
 
-    /// Stores an image made of `layers` (each a tree written as one gzip layer) and
+    /// Stores an image made of `layers` (each a tree written as one layer) and
     /// `config`, names it `name` in the index and returns its manifest's descriptor.
     pub fn put_image(&self, name: &str, layers: &[Tree], config: Config) -> Result<Descriptor> {
         let mut descriptors = Vec::new();
@@ -168,18 +179,27 @@ impl Layout {
         Ok(descriptor)
     }
 
-    /// Stores `layer` as a gzip tar blob, streamed to a temporary file beside the blobs while
-    /// both digests are taken; returns its descriptor and its diff id.
+    /// Stores `layer` as a tar blob (gzip, or plain), streamed to a temporary file beside the
+    /// blobs while both digests are taken; returns its descriptor and its diff id.
     fn put_layer(&self, layer: &Tree) -> Result<(Descriptor, String)> {
         let dir = self.dir.join("blobs/sha256");
         let file = tempfile::NamedTempFile::new_in(&dir)
             .with_context(|| format!("cannot create a file in {}", dir.display()))?;
         let compressed = Hashing::new(io::BufWriter::new(file));
-        let gzip = flate2::write::GzEncoder::new(compressed, flate2::Compression::default());
-        let tar = archive::write_tar(layer, Hashing::new(gzip)).context("cannot write a layer")?;
-        let (gzip, diff_id, _) = tar.finish();
-        let compressed = gzip.finish().context("cannot compress a layer")?;
-        let (buffered, digest, size) = compressed.finish();
+        let (buffered, digest, size, diff_id, media_type) = if self.plain_layers {
+            let tar = archive::write_tar(layer, compressed).context("cannot write a layer")?;
+            let (buffered, digest, size) = tar.finish();
+            let diff_id = digest.clone();
+            (buffered, digest, size, diff_id, MediaType::ImageLayer)
+        } else {
+            let gzip = flate2::write::GzEncoder::new(compressed, flate2::Compression::default());
+            let tar =
+                archive::write_tar(layer, Hashing::new(gzip)).context("cannot write a layer")?;
+            let (gzip, diff_id, _) = tar.finish();
+            let compressed = gzip.finish().context("cannot compress a layer")?;
+            let (buffered, digest, size) = compressed.finish();
+            (buffered, digest, size, diff_id, MediaType::ImageLayerGzip)
+        };
         let file = buffered
             .into_inner()
             .map_err(|err| err.into_error())
@@ -192,10 +212,7 @@ impl Layout {
                 .and_then(|()| file.persist(&path).map(drop).map_err(|err| err.error))
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
-        Ok((
-            Descriptor::new(MediaType::ImageLayerGzip, size, digest),
-            diff_id,
-        ))
+        Ok((Descriptor::new(media_type, size, digest), diff_id))
     }
 
     /// Adds `descriptor` to index.json, replacing an entry with the same ref name.
@@ -216,7 +233,7 @@ impl Layout {
 }
 
 /// Writes `bytes` to a temporary file next to `path` and renames it into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot create a file in {}", dir.display()))?;

@@ -1,98 +1,26 @@
-//! `kiln pkg build` and `kiln pkg show-tag`: a package's tag and its image in the local cache.
-//! The tag is a digest of everything the image is made from: the package folder (build.yml
-//! and its files), the sources of each workspace binary it takes, and the exact version and
-//! checksum of each Debian package apt would give. So an unchanged package has the same tag
-//! and is not rebuilt, and any change to what goes in gives a new one. The image is made in
-//! memory (contents applied in order into one layer, files owned by root with fixed times)
-//! and only then stored in the cache, named `ORG/IMAGE:TAG`; a failure leaves no entry.
+//! `kiln pkg build`: a package's image in the local cache, named `ORG/IMAGE:TAG` by its inputs'
+//! tag ([`Inputs`]), so an unchanged package is not built again. The image is made in memory
+//! (contents applied in order into one layer, files owned by root with fixed times) and only
+//! then stored in the cache; a failure leaves no entry, and says what changed since the
+//! package was last built.
 //! Runs in: `kiln` on the build host. Runs cargo, apt and dpkg-deb; writes only the caches.
 
-use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::str::FromStr;
 
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::distribution::Reference;
 use oci_spec::image::Config;
-use sha2::{Digest as _, Sha256};
 
 use crate::manifest::defaults;
 use crate::manifest::label::LABEL;
-use crate::oci::digest;
 use crate::oci::layout::{self, Layout};
-use crate::pkg::debian::{Debian, Record};
+use crate::pkg::debian::Debian;
+use crate::pkg::inputs::Inputs;
 use crate::pkg::kernel;
 use crate::pkg::package::{Package, Step};
-use crate::pkg::workspace::Workspace;
 use crate::tree::hostdir;
 use crate::tree::{self, Kind, Node, Tree};
-
-/// Hex digits of the inputs' digest a tag keeps.
-const TAG_LENGTH: usize = 20;
-
-/// What a package is made from, looked up once for the tag and the build.
-#[derive(Debug)]
-pub struct Inputs {
-    pub tag: String,
-    workspace: Option<Workspace>,
-    /// Apt's records for each `deb` and `kernel` step, by package name as written.
-    records: HashMap<String, Vec<Record>>,
-}
-
-impl Inputs {
-    /// Looks up everything `package` is made from and computes its tag. Nothing is fetched
-    /// or built.
-    pub fn of(package: &Package, debian: &Debian) -> Result<Self> {
-        let mut hash = Sha256::new();
-        hash.update(b"kiln package 1\0");
-        hostdir::read(&package.dir)?
-            .hash_into(&mut hash, "", |_| false)
-            .with_context(|| format!("cannot read {}", package.dir.display()))?;
-        let mut workspace = None;
-        let mut records = HashMap::new();
-        for step in package.steps() {
-            match step {
-                Step::Binary { krate, bin, .. } => {
-                    if workspace.is_none() {
-                        workspace = Some(Workspace::find(&package.dir)?);
-                    }
-                    let sources = workspace
-                        .as_ref()
-                        .map(|workspace| workspace.sources_digest(&krate, &bin))
-                        .transpose()?
-                        .unwrap_or_default();
-                    hash.update(format!("binary\0{krate}\0{bin}\0{sources}\0"));
-                }
-                Step::Deb { name, .. } => {
-                    let record = debian.show(&name)?;
-                    hash.update(format!(
-                        "deb\0{name}\0{}\0{}\0",
-                        record.version, record.sha256
-                    ));
-                    records.insert(name, vec![record]);
-                }
-                Step::Kernel { name } => {
-                    let chain = kernel::records(debian, &name)?;
-                    for record in &chain {
-                        hash.update(format!(
-                            "kernel\0{}\0{}\0{}\0",
-                            record.name, record.version, record.sha256
-                        ));
-                    }
-                    records.insert(name, chain);
-                }
-                _ => {}
-            }
-        }
-        let mut tag = digest::hex(hash);
-        tag.truncate(TAG_LENGTH);
-        Ok(Self {
-            tag,
-            workspace,
-            records,
-        })
-    }
-}
 
 /// The outcome of [`build`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,12 +54,14 @@ pub fn build(
     force: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Built> {
-    let inputs = Inputs::of(package, debian)?;
+    let inputs = Inputs::of(package, debian, cache)
+        .with_context(|| format!("package {}", package.describe()))?;
     let reference = reference(package, &inputs);
     let name = cache_name(&reference)?;
     let _lock = layout::lock(cache)?;
     if !force {
         if let Some(descriptor) = layout::lookup(cache, &name)? {
+            inputs.remember(cache, package);
             return Ok(Built {
                 reference,
                 digest: descriptor.digest().to_string(),
@@ -141,8 +71,16 @@ pub fn build(
     }
     progress(&format!("building {reference} from {}", package.describe()));
     let tree = contents(package, &inputs, debian, progress)
+        .with_context(|| match inputs.changes(package) {
+            Some(changes) => format!("building {reference}, {changes}"),
+            None => format!("building {reference}"),
+        })
         .with_context(|| format!("package {}", package.describe()))?;
-    let descriptor = Layout::create(cache)?.put_image(&name, &[tree], config(package)?)?;
+    let descriptor =
+        Layout::create(cache)?
+            .with_plain_layers()
+            .put_image(&name, &[tree], config(package)?)?;
+    inputs.remember(cache, package);
     Ok(Built {
         reference,
         digest: descriptor.digest().to_string(),
@@ -220,10 +158,15 @@ fn contents(
                     .workspace
                     .as_ref()
                     .ok_or_else(|| anyhow!("{}: no workspace", at("binary")))?;
-                let bytes = workspace
+                let binary = workspace
                     .build(&krate, &bin)
                     .with_context(|| at("binary"))?;
-                tree.put(&key_of(&to), Node::file(bytes, mode));
+                if !binary.compiled {
+                    progress(&format!(
+                        "the binary {bin} is the workspace's release build, which was up to date"
+                    ));
+                }
+                tree.put(&key_of(&to), Node::file(binary.bytes, mode));
             }
             Step::Deb { name, keep } => {
                 let record = inputs

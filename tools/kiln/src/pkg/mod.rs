@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod debian;
+pub mod inputs;
 pub mod kernel;
 pub mod package;
 pub mod tool;

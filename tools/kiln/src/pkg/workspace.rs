@@ -1,17 +1,21 @@
 //! The Cargo workspace packages take their binaries from: found by walking up from a package
-//! folder; a digest of the sources a binary is built from (its crate and every workspace crate
-//! it depends on by path, with the lock file and the workspace's build settings), so a
-//! package's tag changes exactly when its binaries may; and the release build itself, with the
-//! workspace's own settings (static binaries for the image's target).
-//! Runs in: `kiln pkg build` on the build host. Runs `cargo metadata` and `cargo build`.
+//! folder; the crate folders a binary is built from (its crate and every workspace crate it
+//! depends on by path), as `cargo metadata` lists them, with a digest of their Cargo.toml files
+//! that says while the list holds; a digest of each source file, so a package's tag changes
+//! exactly when its binaries may; and the release build itself: the whole workspace's, as
+//! `cargo build --release` makes it, so a binary built once for the workspace is not compiled
+//! again for a package (building one crate alone would resolve other dependency features).
+//! Runs in: `kiln pkg build` and `kiln build` on the build host. Runs `cargo metadata` only
+//! when the crate list is not known or a Cargo.toml changed, and `cargo build`.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::oci::digest;
@@ -27,11 +31,33 @@ const SETTINGS: [&str; 4] = [
 ];
 
 /// A Cargo workspace on this machine.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Workspace {
     pub root: PathBuf,
-    /// Its crates, as `cargo metadata` lists them.
-    packages: Vec<MetaPackage>,
+    /// Its crates, as `cargo metadata` lists them, once asked for.
+    crates: OnceCell<Vec<MetaPackage>>,
+}
+
+/// The crate folders a binary is built from, and while that holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Graph {
+    #[serde(rename = "crate")]
+    pub krate: String,
+    pub bin: String,
+    /// Relative to the workspace root, sorted.
+    pub dirs: Vec<String>,
+    /// A digest of the workspace's Cargo.toml and of each folder's: the list stays right
+    /// while it is unchanged.
+    pub manifests: String,
+}
+
+/// A release binary of the workspace.
+#[derive(Debug)]
+pub struct Binary {
+    pub bytes: Vec<u8>,
+    /// Whether cargo compiled or linked anything for it (false: the workspace's release build
+    /// was up to date).
+    pub compiled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,7 +108,7 @@ fn cargo() -> Command {
 
 impl Workspace {
     /// The workspace holding `dir`: the nearest directory above it whose Cargo.toml has a
-    /// `[workspace]` table. Its crates are listed once, here.
+    /// `[workspace]` table.
     pub fn find(dir: &Path) -> Result<Self> {
         let start = dir
             .canonicalize()
@@ -91,9 +117,10 @@ impl Workspace {
             let manifest = candidate.join("Cargo.toml");
             if let Ok(text) = std::fs::read_to_string(&manifest) {
                 if text.lines().any(|line| line.trim() == "[workspace]") {
-                    let root = candidate.to_owned();
-                    let packages = metadata(&root)?.packages;
-                    return Ok(Self { root, packages });
+                    return Ok(Self {
+                        root: candidate.to_owned(),
+                        crates: OnceCell::new(),
+                    });
                 }
             }
         }
@@ -103,11 +130,19 @@ impl Workspace {
         )
     }
 
-    /// A digest of everything the binary `bin` of crate `krate` is built from. Fails if the
-    /// workspace has no such binary.
-    pub fn sources_digest(&self, krate: &str, bin: &str) -> Result<String> {
+    fn crates(&self) -> Result<&[MetaPackage]> {
+        if let Some(crates) = self.crates.get() {
+            return Ok(crates);
+        }
+        let crates = metadata(&self.root)?.packages;
+        Ok(self.crates.get_or_init(|| crates))
+    }
+
+    /// The crate folders the binary `bin` of crate `krate` is built from, as `cargo metadata`
+    /// lists them. Fails if the workspace has no such binary.
+    pub fn graph(&self, krate: &str, bin: &str) -> Result<Graph> {
         let packages: BTreeMap<&str, &MetaPackage> = self
-            .packages
+            .crates()?
             .iter()
             .map(|package| (package.name.as_str(), package))
             .collect();
@@ -124,12 +159,15 @@ impl Workspace {
         let mut dirs = BTreeSet::new();
         let mut pending = vec![*package];
         while let Some(package) = pending.pop() {
-            let dir = package
-                .manifest_path
-                .parent()
-                .unwrap_or(&self.root)
-                .to_owned();
-            if !dirs.insert(dir) {
+            let dir = package.manifest_path.parent().unwrap_or(&self.root);
+            if dir == self.root {
+                bail!(
+                    "the crate `{}` is the workspace root; its sources cannot be told apart",
+                    package.name
+                );
+            }
+            let relative = dir.strip_prefix(&self.root).unwrap_or(dir);
+            if !dirs.insert(relative.to_string_lossy().into_owned()) {
                 continue;
             }
             for dependency in &package.dependencies {
@@ -140,39 +178,67 @@ impl Workspace {
                 }
             }
         }
+        let dirs: Vec<String> = dirs.into_iter().collect();
+        Ok(Graph {
+            krate: krate.to_owned(),
+            bin: bin.to_owned(),
+            manifests: self.manifests(&dirs),
+            dirs,
+        })
+    }
+
+    /// A digest of the workspace's Cargo.toml and of each of `dirs`' (a missing one counts as
+    /// missing).
+    pub fn manifests(&self, dirs: &[String]) -> String {
         let mut hash = Sha256::new();
+        let files = std::iter::once(String::new())
+            .chain(dirs.iter().cloned())
+            .map(|dir| self.root.join(dir).join("Cargo.toml"));
+        for file in files {
+            match std::fs::read(&file) {
+                Ok(bytes) => {
+                    hash.update(format!("{}\0{}\0", file.display(), bytes.len()));
+                    hash.update(bytes);
+                }
+                Err(_) => hash.update(format!("{}\0missing\0", file.display())),
+            }
+        }
+        digest::text(hash)
+    }
+
+    /// A digest of each file the crates of `dirs` are built from, by its path from the root:
+    /// the workspace's build settings and every file of each folder but build output.
+    pub fn sources(&self, dirs: &[String]) -> Result<BTreeMap<String, String>> {
+        let mut sources = BTreeMap::new();
         for name in SETTINGS {
             if let Ok(bytes) = std::fs::read(self.root.join(name)) {
-                hash.update(format!("{name}\0{}\0", bytes.len()));
-                hash.update(bytes);
+                sources.insert(name.to_owned(), digest::sha256(&bytes));
             }
         }
         for dir in dirs {
-            if dir == self.root {
-                bail!(
-                    "the crate `{krate}` is the workspace root; its sources cannot be told apart"
-                );
-            }
-            let relative = dir.strip_prefix(&self.root).unwrap_or(&dir);
-            hostdir::read(&dir)?
-                .hash_into(&mut hash, &format!("{}/", relative.display()), |key| {
-                    key.split('/').any(|part| part == "target")
-                })
-                .with_context(|| format!("cannot read {}", dir.display()))?;
+            let path = self.root.join(dir);
+            let digests = hostdir::read(&path)?
+                .digests(|key| key.split('/').any(|part| part == "target"))
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            sources.extend(
+                digests
+                    .into_iter()
+                    .map(|(key, digest)| (format!("{dir}/{key}"), digest)),
+            );
         }
-        Ok(digest::text(hash))
+        Ok(sources)
     }
 
-    /// Builds the release binary `bin` of crate `krate` and returns its bytes. Cargo's
-    /// messages go to stderr.
-    pub fn build(&self, krate: &str, bin: &str) -> Result<Vec<u8>> {
+    /// The release binary `bin` of crate `krate`, built as the workspace's release build
+    /// builds it (every crate selected, so every dependency has the features it has there):
+    /// when that build is up to date, cargo compiles nothing. Cargo's messages go to stderr.
+    pub fn build(&self, krate: &str, bin: &str) -> Result<Binary> {
         let mut child = cargo()
             .args([
                 "build",
                 "--release",
                 "--message-format=json-render-diagnostics",
-                "-p",
-                krate,
+                "--workspace",
                 "--bin",
                 bin,
             ])
@@ -180,15 +246,24 @@ impl Workspace {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
-            .context("cannot run cargo build")?;
+            .context("cannot run cargo build (cargo, on PATH or named by $CARGO, builds a package's binaries)")?;
         let mut executable = None;
+        let mut compiled = false;
         if let Some(stdout) = child.stdout.take() {
             for line in BufReader::new(stdout).lines() {
                 let line = line.context("cannot read cargo build's output")?;
                 let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
                     continue;
                 };
-                if message["reason"] == "compiler-artifact" && message["target"]["name"] == bin {
+                if message["reason"] != "compiler-artifact" {
+                    continue;
+                }
+                compiled |= message["fresh"] == false;
+                if message["target"]["name"] == bin
+                    && message["package_id"]
+                        .as_str()
+                        .is_some_and(|id| names_crate(id, krate))
+                {
                     if let Some(path) = message["executable"].as_str() {
                         executable = Some(PathBuf::from(path));
                     }
@@ -201,6 +276,36 @@ impl Workspace {
         }
         let path =
             executable.ok_or_else(|| anyhow!("cargo build named no executable for `{bin}`"))?;
-        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Binary { bytes, compiled })
+    }
+}
+
+/// Whether cargo's package id `id` is of the crate `krate`: `path+file:///DIR#NAME@VERSION`,
+/// or `path+file:///DIR/NAME#VERSION` when the folder has the crate's name.
+fn names_crate(id: &str, krate: &str) -> bool {
+    let Some((location, fragment)) = id.rsplit_once('#') else {
+        return false;
+    };
+    match fragment.split_once('@') {
+        Some((name, _)) => name == krate,
+        None => location.rsplit('/').next() == Some(krate),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_ids_name_their_crate_in_either_form() {
+        let named = "path+file:///work/main/service/supervisor#supervisor@0.1.0";
+        assert!(names_crate(named, "supervisor"));
+        assert!(!names_crate(named, "service"));
+        let by_folder = "path+file:///work/main/init#0.1.0";
+        assert!(names_crate(by_folder, "init"));
+        assert!(!names_crate(by_folder, "main"));
+        assert!(!names_crate("registry+https://x", "init"));
     }
 }

@@ -1,7 +1,8 @@
 //! The bytes of a regular file in a [`Tree`](super::Tree): up to [`INLINE_MAX`] in memory,
-//! anything larger appended to the spill, one unlinked temporary file on disk, and read back
-//! with positioned reads. A build's memory so stays the same whatever size the image's files
-//! are; clones share the bytes.
+//! anything larger appended to the spill, one unlinked temporary file on disk, or left where
+//! it is in a file that does not change (an uncompressed layer of the image cache), and read
+//! back with positioned reads. A build's memory so stays the same whatever size the image's
+//! files are; clones share the bytes.
 //! Runs in: `kiln` on the build host. The spill is made in the directory [`set_spill_dir`]
 //! named (the image cache's, on disk), else the system's temporary directory, on first use.
 
@@ -22,8 +23,9 @@ pub struct Content(Repr);
 #[derive(Clone)]
 enum Repr {
     Inline(Arc<[u8]>),
-    Spilled {
-        spill: Arc<Spill>,
+    /// `len` bytes at `offset` of `file`: the spill's or another that does not change.
+    InFile {
+        file: Arc<File>,
         offset: u64,
         len: u64,
     },
@@ -31,7 +33,7 @@ enum Repr {
 
 /// The spill file and where its next bytes go.
 struct Spill {
-    file: File,
+    file: Arc<File>,
     end: Mutex<u64>,
 }
 
@@ -51,7 +53,7 @@ fn spill() -> io::Result<Arc<Spill>> {
             .and_then(|()| tempfile::tempfile_in(&dir))
             .map(|file| {
                 Arc::new(Spill {
-                    file,
+                    file: Arc::new(file),
                     end: Mutex::new(0),
                 })
             })
@@ -87,7 +89,18 @@ impl Content {
             *end = writer.at;
             (offset, writer.at - offset)
         };
-        Ok(Self(Repr::Spilled { spill, offset, len }))
+        Ok(Self(Repr::InFile {
+            file: spill.file.clone(),
+            offset,
+            len,
+        }))
+    }
+
+    /// The `len` bytes at `offset` of `file`, read from there when wanted: `file` must not
+    /// change while the content is used (a blob of the image cache, which is only ever
+    /// written whole, under its digest, and renamed into place).
+    pub fn in_file(file: Arc<File>, offset: u64, len: u64) -> Self {
+        Self(Repr::InFile { file, offset, len })
     }
 
     /// Reads the regular file at `path` (through a symlink). Anything else is refused once
@@ -111,7 +124,7 @@ impl Content {
     pub fn len(&self) -> u64 {
         match &self.0 {
             Repr::Inline(data) => data.len() as u64,
-            Repr::Spilled { len, .. } => *len,
+            Repr::InFile { len, .. } => *len,
         }
     }
 
@@ -131,7 +144,7 @@ impl Content {
     pub fn to_vec(&self) -> io::Result<Vec<u8>> {
         match &self.0 {
             Repr::Inline(data) => Ok(data.to_vec()),
-            Repr::Spilled { .. } => {
+            Repr::InFile { .. } => {
                 let mut bytes = Vec::new();
                 self.reader().read_to_end(&mut bytes)?;
                 Ok(bytes)
@@ -201,13 +214,13 @@ impl Read for ContentReader<'_> {
                 buf[..n].copy_from_slice(&rest[..n]);
                 n
             }
-            Repr::Spilled { spill, offset, len } => {
+            Repr::InFile { file, offset, len } => {
                 let left = len.saturating_sub(self.at);
                 let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
                 if n == 0 {
                     0
                 } else {
-                    spill.file.read_at(&mut buf[..n], offset + self.at)?
+                    file.read_at(&mut buf[..n], offset + self.at)?
                 }
             }
         };
@@ -311,7 +324,7 @@ mod tests {
             .map(|i| u8::try_from(i % 251).unwrap())
             .collect();
         let spilled = Content::read_from(&big[..]).unwrap();
-        assert!(matches!(spilled.0, Repr::Spilled { .. }));
+        assert!(matches!(spilled.0, Repr::InFile { .. }));
         assert_eq!(spilled.len(), big.len() as u64);
         assert_eq!(spilled.to_vec().unwrap(), big);
         assert!(spilled.starts_with(&big[..10]));
@@ -324,5 +337,15 @@ mod tests {
         // Exactly INLINE_MAX stays in memory.
         let edge = Content::read_from(&big[..INLINE_MAX]).unwrap();
         assert!(matches!(edge.0, Repr::Inline(_)));
+    }
+
+    #[test]
+    fn a_range_of_a_file_reads_in_place() {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(b"headBODYtail").unwrap();
+        let content = Content::in_file(Arc::new(file), 4, 4);
+        assert_eq!(content.len(), 4);
+        assert_eq!(content.to_vec().unwrap(), b"BODY");
+        assert_eq!(content, Content::from("BODY"));
     }
 }

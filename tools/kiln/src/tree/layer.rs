@@ -4,10 +4,13 @@
 //! to entries of this layer or of the layers below). Modes, owners, times, device numbers and
 //! `SCHILY.xattr.*` extended attributes are kept. A layer is read whole before any of it is
 //! applied, so a caller can check its digest between the two.
-//! Runs in: `kiln` on the build host. Large files' bytes go to the spill ([`Content`]).
+//! Runs in: `kiln` on the build host. Large files' bytes go to the spill ([`Content`]), or
+//! stay where they are when the tar is a file that does not change.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::fs::File;
+use std::io::{self, Read};
+use std::sync::Arc;
 
 use tar::EntryType;
 
@@ -35,12 +38,14 @@ pub struct Layer {
 /// Applies the layer read from `tar` onto `tree`. The error names the entry that could not be
 /// read or applied.
 pub fn apply(tree: &mut Tree, tar: impl Read) -> Result<(), String> {
-    read(tar)?.apply(tree)
+    read(tar, None)?.apply(tree)
 }
 
-/// Reads the layer from `tar` up to the archive's end marker. The error names the entry that
-/// could not be read.
-pub fn read(tar: impl Read) -> Result<Layer, String> {
+/// Reads the layer from `tar` up to the archive's end marker. When `tar` reads `in_place`
+/// from its start, and that file does not change, a large file's content is its range of
+/// `in_place`, read through (so whatever `tar` hashes sees it) but not copied. The error
+/// names the entry that could not be read.
+pub fn read(tar: impl Read, in_place: Option<&Arc<File>>) -> Result<Layer, String> {
     let mut archive = tar::Archive::new(tar);
     let mut removed = Vec::new();
     let mut emptied = Vec::new();
@@ -69,7 +74,7 @@ pub fn read(tar: impl Read) -> Result<Layer, String> {
         let header = entry.header().clone();
         let kind = match header.entry_type() {
             EntryType::Regular | EntryType::Continuous => Kind::File {
-                data: Content::read_from(&mut entry)
+                data: content(&mut entry, in_place)
                     .map_err(|err| format!("{raw}: cannot read: {err}"))?,
                 inode: 0,
             },
@@ -110,6 +115,28 @@ pub fn read(tar: impl Read) -> Result<Layer, String> {
         emptied,
         changes,
     })
+}
+
+/// A regular file's bytes: copied, or where they are in `in_place` when large.
+fn content(
+    entry: &mut tar::Entry<'_, impl Read>,
+    in_place: Option<&Arc<File>>,
+) -> io::Result<Content> {
+    let len = entry.size();
+    match in_place {
+        Some(file) if len > crate::tree::content::INLINE_MAX as u64 => {
+            let offset = entry.raw_file_position();
+            let read = io::copy(entry, &mut io::sink())?;
+            if read != len {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{read} of {len} bytes"),
+                ));
+            }
+            Ok(Content::in_file(file.clone(), offset, len))
+        }
+        _ => Content::read_from(entry),
+    }
 }
 
 /// The entry's node: `kind` with the mode, owner, time and `SCHILY.xattr.*` extended
@@ -245,6 +272,47 @@ mod tests {
             }
             other => panic!("{key}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn large_files_of_a_tar_file_are_read_in_place() {
+        use std::io::{Seek, Write};
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let long_name = format!("usr/lib/{}/module.ko", "deep".repeat(40));
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in [
+            ("etc/small", &b"small"[..]),
+            (long_name.as_str(), &big[..]),
+            ("boot/vmlinux", &big[1..]),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_uid(0);
+            header.set_gid(0);
+            header.set_mtime(0);
+            header.set_entry_type(EntryType::Regular);
+            builder
+                .append_data(&mut header, path, data)
+                .expect("append");
+        }
+        let bytes = builder.into_inner().expect("tar");
+        let mut file = tempfile::tempfile().expect("tempfile");
+        file.write_all(&bytes).expect("write");
+        file.rewind().expect("rewind");
+        let file = Arc::new(file);
+        let mut tree = Tree::new();
+        read(&bytes[..], Some(&file))
+            .expect("read")
+            .apply(&mut tree)
+            .expect("apply");
+        assert_eq!(data(&tree, "etc/small"), "small");
+        let read_back = |key: &str| match &tree.get(key).expect(key).kind {
+            Kind::File { data, .. } => data.to_vec().expect("read back"),
+            other => panic!("{key}: {other:?}"),
+        };
+        assert_eq!(read_back(&long_name), big, "after a long-name entry");
+        assert_eq!(read_back("boot/vmlinux"), &big[1..]);
     }
 
     #[test]

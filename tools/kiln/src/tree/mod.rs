@@ -313,26 +313,31 @@ impl Tree {
         })
     }
 
-    /// Feeds every entry but those `skip` names to `hash` (path under `prefix`, mode, and a
-    /// file's bytes or a link's target), in order: a digest of the tree's content.
-    pub fn hash_into(
-        &self,
-        hash: &mut Sha256,
-        prefix: &str,
-        skip: impl Fn(&str) -> bool,
-    ) -> io::Result<()> {
+    /// A digest of each entry but those `skip` names, by key: its kind and mode with a file's
+    /// bytes, a link's target or a device's numbers. Together they say everything about the
+    /// tree's content, and which entry changed.
+    pub fn digests(&self, skip: impl Fn(&str) -> bool) -> io::Result<BTreeMap<String, String>> {
+        let mut digests = BTreeMap::new();
         for (key, node) in self.iter().filter(|(key, _)| !skip(key)) {
-            hash.update(format!("{prefix}{key}\0{:o}\0", node.mode));
+            let mut hash = Sha256::new();
+            hash.update(format!("{:o}\0", node.mode));
             match &node.kind {
                 Kind::File { data, .. } => {
-                    io::copy(&mut data.reader(), hash)?;
+                    hash.update(b"file\0");
+                    io::copy(&mut data.reader(), &mut hash)?;
                 }
-                Kind::Symlink(target) => hash.update(target.as_bytes()),
-                _ => {}
+                Kind::Symlink(target) => {
+                    hash.update(b"symlink\0");
+                    hash.update(target.as_bytes());
+                }
+                Kind::Char { major, minor } => hash.update(format!("char\0{major}:{minor}")),
+                Kind::Block { major, minor } => hash.update(format!("block\0{major}:{minor}")),
+                Kind::Dir => hash.update(b"directory\0"),
+                Kind::Fifo => hash.update(b"fifo\0"),
             }
-            hash.update(b"\0");
+            digests.insert(key.to_owned(), crate::oci::digest::text(hash));
         }
-        Ok(())
+        Ok(digests)
     }
 
     fn make_parents(&mut self, key: &str) {
