@@ -473,6 +473,30 @@ fn builds_are_reproducible_and_kernel_initrd_is_written() {
         b"\x7fELF kernel",
         "the kernel image's ELF, for a quick boot"
     );
+    // Built again unchanged: every file is left in place (same inode); a changed file alone is
+    // replaced.
+    let inode = |file: &str| {
+        std::os::unix::fs::MetadataExt::ino(&fs::metadata(dir.join("a").join(file)).expect(file))
+    };
+    let files = ["image-kernel", "image-initrd.img", "image-cmdline"];
+    let before: Vec<u64> = files.iter().map(|file| inode(file)).collect();
+    succeed(kiln(&dir, &["build", "-o", "a", "image.yml"]));
+    let after: Vec<u64> = files.iter().map(|file| inode(file)).collect();
+    assert_eq!(after, before, "nothing changed, nothing written");
+    let manifest = fs::read_to_string(dir.join("image.yml")).expect("manifest");
+    fs::write(
+        dir.join("image.yml"),
+        manifest.replace("console=ttyS0 quiet", "console=ttyS0"),
+    )
+    .expect("manifest");
+    succeed(kiln(&dir, &["build", "-o", "a", "image.yml"]));
+    assert_ne!(inode("image-cmdline"), before[2], "the cmdline changed");
+    assert_eq!(inode("image-kernel"), before[0], "the kernel did not");
+    assert_eq!(
+        fs::read_to_string(dir.join("a/image-cmdline")).expect("cmdline"),
+        "console=ttyS0"
+    );
+    fs::write(dir.join("image.yml"), manifest).expect("manifest");
     // A later build whose kernel image has no ELF removes the old one: `kiln run` would boot it.
     fs::write(
         dir.join("bz.yml"),

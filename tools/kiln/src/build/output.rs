@@ -3,11 +3,13 @@
 //! `NAME-initrd.img` as a gzip newc cpio, `NAME-cmdline`, as LinuxKit writes them, and
 //! `NAME-vmlinux`, the ELF kernel, when the kernel image has one). Files are
 //! written into a temporary directory inside the output directory and renamed into place
-//! only when all of them are complete; on failure nothing is left behind.
+//! only when all of them are complete; on failure nothing is left behind. A file whose bytes
+//! are those already in place is left as it is, neither synced nor replaced: building again
+//! what did not change writes nothing.
 //! Runs in: `kiln build` on the build host. Writes only in the output directory.
 
 use std::fs;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -57,6 +59,38 @@ pub const NEEDS_KERNEL: &str =
 pub fn name_problem(name: &str) -> Option<String> {
     (name.is_empty() || name.contains('/'))
         .then(|| format!("the image name `{name}` must be a non-empty file name"))
+}
+
+/// Whether the files at `a` and `b` are both regular files holding the same bytes (false when
+/// either cannot be read).
+fn same_bytes(a: &Path, b: &Path) -> bool {
+    let open = |path: &Path| {
+        let file = fs::File::open(path).ok()?;
+        let meta = file.metadata().ok()?;
+        meta.is_file().then_some((file, meta.len()))
+    };
+    let (Some((a, a_len)), Some((b, b_len))) = (open(a), open(b)) else {
+        return false;
+    };
+    if a_len != b_len {
+        return false;
+    }
+    let (mut a, mut b) = (io::BufReader::new(a), io::BufReader::new(b));
+    loop {
+        let (left, right) = match (a.fill_buf(), b.fill_buf()) {
+            (Ok(left), Ok(right)) => (left, right),
+            _ => return false,
+        };
+        if left.is_empty() || right.is_empty() {
+            return left.is_empty() && right.is_empty();
+        }
+        let n = left.len().min(right.len());
+        if left[..n] != right[..n] {
+            return false;
+        }
+        a.consume(n);
+        b.consume(n);
+    }
 }
 
 /// Writes `assembly` as `format` into `dir` under `name`; returns the files written.
@@ -121,22 +155,30 @@ pub fn write(assembly: &Assembly, dir: &Path, name: &str, output: Output) -> Res
         .prefix(&format!(".{name}-"))
         .tempdir_in(dir)
         .with_context(|| format!("cannot create a temporary directory in {}", dir.display()))?;
+    let mut changed = Vec::new();
     for (file, write) in &files {
         let path = staging.path().join(file);
         let out =
             fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
         let mut out = BufWriter::new(out);
         write(&mut out).with_context(|| format!("{}", dir.join(file).display()))?;
-        out.into_inner()
+        let out = out
+            .into_inner()
             .map_err(|err| err.into_error())
-            .and_then(|file| file.sync_all())
             .with_context(|| format!("cannot write {}", path.display()))?;
+        if !same_bytes(&path, &dir.join(file)) {
+            out.sync_all()
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            changed.push(file);
+        }
     }
     let mut written = Vec::new();
     for (file, _) in &files {
         let target = dir.join(file);
-        fs::rename(staging.path().join(file), &target)
-            .with_context(|| format!("cannot move {} into place", target.display()))?;
+        if changed.contains(&file) {
+            fs::rename(staging.path().join(file), &target)
+                .with_context(|| format!("cannot move {} into place", target.display()))?;
+        }
         written.push(target);
     }
     if format == Format::KernelInitrd && assembly.vmlinux.is_none() {
@@ -150,4 +192,27 @@ pub fn write(assembly: &Assembly, dir: &Path, name: &str, output: Output) -> Res
         }
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_are_the_same_only_with_the_same_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = |name: &str| dir.path().join(name);
+        let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        fs::write(path("a"), &big).expect("write");
+        fs::write(path("b"), &big).expect("write");
+        assert!(same_bytes(&path("a"), &path("b")));
+        let mut other = big.clone();
+        other[99_000] ^= 1;
+        fs::write(path("b"), &other).expect("write");
+        assert!(!same_bytes(&path("a"), &path("b")), "a byte differs");
+        fs::write(path("b"), &big[1..]).expect("write");
+        assert!(!same_bytes(&path("a"), &path("b")), "a length differs");
+        assert!(!same_bytes(&path("a"), &path("missing")));
+        assert!(!same_bytes(&path("a"), dir.path()), "a directory");
+    }
 }
