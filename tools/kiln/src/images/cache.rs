@@ -26,6 +26,17 @@ pub fn default_cache() -> PathBuf {
     user_cache().join("kiln/images")
 }
 
+/// Writes `value` as JSON to `path` (its directory made first), atomically: for the records a
+/// later run only reads as hints (apt's answers, what a package was made from), so a failure
+/// to write one is left unsaid and the later run works it out again.
+pub fn keep_hint(path: &Path, value: &impl serde::Serialize) {
+    if let (Some(dir), Ok(bytes)) = (path.parent(), serde_json::to_vec(value)) {
+        let _ = fs::create_dir_all(dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| layout::write_atomic(path, &bytes));
+    }
+}
+
 /// The user's cache directory: `$XDG_CACHE_HOME`, else `~/.cache`.
 pub fn user_cache() -> PathBuf {
     std::env::var_os("XDG_CACHE_HOME")

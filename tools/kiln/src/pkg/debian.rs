@@ -17,9 +17,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::images::cache::user_cache;
+use crate::images::cache::{keep_hint, user_cache};
 use crate::oci::digest::{self, sha256};
-use crate::oci::layout::write_atomic;
 use crate::pkg::tool;
 use crate::tree::layer;
 use crate::tree::Tree;
@@ -123,6 +122,16 @@ fn sources_state(paths: &[&Path]) -> String {
     digest::text(hash)
 }
 
+/// The state of apt's sources ([`APT_SOURCES`]), taken once: like apt's answers, it does not
+/// change within a run.
+fn apt_state() -> &'static str {
+    static STATE: OnceLock<String> = OnceLock::new();
+    STATE.get_or_init(|| {
+        let sources: Vec<&Path> = APT_SOURCES.iter().map(Path::new).collect();
+        sources_state(&sources)
+    })
+}
+
 /// Where fetched `.deb` files are kept.
 #[derive(Debug, Clone)]
 pub struct Debian {
@@ -147,8 +156,7 @@ impl Debian {
         if let Some(record) = shown.get(name) {
             return Ok(record.clone());
         }
-        let sources: Vec<&Path> = APT_SOURCES.iter().map(Path::new).collect();
-        let state = sources_state(&sources);
+        let state = apt_state();
         let file = self.cache.join("apt/answers.json");
         let mut answers = fs::read(&file)
             .ok()
@@ -159,15 +167,9 @@ impl Debian {
             Some(record) => record.clone(),
             None => {
                 let record = self.ask_apt(name)?;
-                answers.state = state;
+                answers.state = state.to_owned();
                 answers.records.insert(name.to_owned(), record.clone());
-                // Only a later run's speed depends on it: a cache that cannot be written
-                // leaves apt asked again then.
-                if let Ok(bytes) = serde_json::to_vec(&answers) {
-                    let _ = fs::create_dir_all(self.cache.join("apt"))
-                        .map_err(anyhow::Error::from)
-                        .and_then(|()| write_atomic(&file, &bytes));
-                }
+                keep_hint(&file, &answers);
                 record
             }
         };
@@ -332,7 +334,6 @@ mod tests {
             filename: format!("{name}_1.0-1_amd64.deb"),
             depends: Vec::new(),
         };
-        let sources: Vec<&Path> = APT_SOURCES.iter().map(Path::new).collect();
         let write = |state: String, name: &str| {
             let answers = Answers {
                 state,
@@ -346,7 +347,7 @@ mod tests {
             .expect("write");
         };
         // Names apt has never heard of: only the kept answer can give them.
-        write(sources_state(&sources), "kiln-test-kept-answer");
+        write(apt_state().to_owned(), "kiln-test-kept-answer");
         assert_eq!(
             debian.show("kiln-test-kept-answer").expect("kept"),
             record("kiln-test-kept-answer")

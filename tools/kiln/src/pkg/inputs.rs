@@ -18,8 +18,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::images::cache::keep_hint;
 use crate::oci::digest;
-use crate::oci::layout::write_atomic;
 use crate::pkg::debian::{Debian, Record};
 use crate::pkg::kernel;
 use crate::pkg::package::{Package, Step};
@@ -142,12 +142,7 @@ impl Inputs {
         if self.before.as_ref() == Some(&self.now) {
             return;
         }
-        let path = Recorded::path(cache, package);
-        if let Ok(bytes) = serde_json::to_vec(&self.now) {
-            let _ = std::fs::create_dir_all(cache.join(RECORDS_DIR))
-                .map_err(anyhow::Error::from)
-                .and_then(|()| write_atomic(&path, &bytes));
-        }
+        keep_hint(&Recorded::path(cache, package), &self.now);
     }
 
     /// What changed since the package's image was last in the cache, as a clause for a
