@@ -1,7 +1,7 @@
 //! Kiln's host tool as a library, in folders by concept, each using only those below it:
 //! [`run`] (booting under qemu), [`build`] (where each entry's image comes from, the bundles,
-//! the root filesystem and the outputs), [`pkg`] (packages), [`images`] (local images,
-//! registry pulls, the cache), [`oci`] (digests, platform, layout, ingest), [`manifest`] (the
+//! the root filesystem and the outputs), [`media`] (bootable disks and ISOs), [`pkg`]
+//! (packages), [`images`] (local images, registry pulls, the cache), [`oci`] (digests, platform, layout, ingest), [`manifest`] (the
 //! YAML model and its checks: `kiln validate` is [`load`] followed by printing the report) and
 //! [`tree`] (the file tree in memory). ARCHITECTURE.md has the map.
 //! Runs in: `kiln` on the build host. Writes only the outputs it is asked for.
@@ -11,6 +11,7 @@
 pub mod build;
 pub mod images;
 pub mod manifest;
+pub mod media;
 pub mod oci;
 pub mod pkg;
 pub mod run;

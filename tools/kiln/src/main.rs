@@ -68,9 +68,15 @@ enum Command {
         /// The outputs' base name (default: the first manifest's name without .yml).
         #[arg(long)]
         name: Option<String>,
-        /// `kernel+initrd` (NAME-kernel, NAME-initrd.img, NAME-cmdline) or `tar` (NAME.tar).
-        #[arg(short, long, default_value = "kernel+initrd", value_parser = Format::parse)]
-        format: Format,
+        /// What to write, with LinuxKit's file names: `kernel+initrd` (NAME-kernel,
+        /// NAME-initrd.img, NAME-cmdline), `tar` (NAME.tar), or a disk or ISO that firmware
+        /// boots: `raw-efi` (NAME-efi.img), `qcow2-efi` (NAME-efi.qcow2), `raw-bios`
+        /// (NAME-bios.img), `iso-efi` (NAME-efi.iso; `iso-efi-initrd` writes
+        /// NAME-efi-initrd.iso), `iso-bios` (NAME.iso). Several: repeat, or separate with
+        /// commas.
+        #[arg(short, long, default_value = "kernel+initrd", value_parser = Format::parse,
+              value_delimiter = ',', value_name = "FORMAT")]
+        format: Vec<Format>,
         /// How the initrd is compressed: `zstd` (boots fastest for its size: BENCHMARKS.md),
         /// `gzip` (as LinuxKit's), `lz4` or `none`.
         #[arg(long, default_value = "zstd", value_parser = Compression::parse)]
@@ -238,7 +244,7 @@ fn main() -> ExitCode {
             &dir,
             name,
             Output {
-                format,
+                formats: format,
                 compression,
             },
             cache,
@@ -467,7 +473,7 @@ fn build(
     }
     let name = name.unwrap_or_else(|| default_name(&files[0]));
     let (manifest, mut report) = kiln::load(&inputs);
-    kiln::build::preflight::check(&manifest, &mut report, output.format);
+    kiln::build::preflight::check(&manifest, &mut report, &output.formats);
     kiln::sort(&mut report, &inputs);
     for warning in &report.warnings {
         eprintln!("{warning}");
@@ -476,6 +482,7 @@ fn build(
     if let Some(problem) = output::name_problem(&name) {
         problems.push(format!("--name: {problem}"));
     }
+    problems.extend(output::host_problems(&output.formats));
     if !problems.is_empty() {
         for problem in &problems {
             eprintln!("{problem}");
@@ -517,7 +524,7 @@ fn build(
         for kept in &assembly.modules {
             eprintln!("{kept}");
         }
-        output::write(&assembly, dir, &name, output)
+        output::write(&assembly, dir, &name, &output)
     });
     match result {
         Ok(written) => {

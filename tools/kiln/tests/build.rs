@@ -514,6 +514,163 @@ fn builds_are_reproducible_and_kernel_initrd_is_written() {
     assert!(!dir.join("a/image-vmlinux").exists());
 }
 
+/// The bytes of `path` in the FAT file system `image`.
+fn fat_file(image: &[u8], path: &str) -> Vec<u8> {
+    let fs = fatfs::FileSystem::new(
+        std::io::Cursor::new(image.to_vec()),
+        fatfs::FsOptions::new(),
+    )
+    .expect("a FAT file system");
+    let mut bytes = Vec::new();
+    fs.root_dir()
+        .open_file(path)
+        .unwrap_or_else(|err| panic!("{path}: {err}"))
+        .read_to_end(&mut bytes)
+        .expect(path);
+    bytes
+}
+
+#[test]
+fn every_disk_and_iso_format_is_reproducible_and_holds_what_boots() {
+    let (_guard, dir) = workspace();
+    let formats = "raw-efi,qcow2-efi,raw-bios,iso-efi,iso-efi-initrd";
+    for out in ["a", "b"] {
+        succeed(kiln(
+            &dir,
+            &[
+                "build",
+                "-o",
+                out,
+                "-f",
+                formats,
+                "-f",
+                "iso-bios",
+                "-f",
+                "kernel+initrd",
+                "image.yml",
+            ],
+        ));
+    }
+    let files = [
+        "image-bios.img",
+        "image-cmdline",
+        "image-efi-initrd.iso",
+        "image-efi.img",
+        "image-efi.iso",
+        "image-efi.qcow2",
+        "image-initrd.img",
+        "image-kernel",
+        "image-vmlinux",
+        "image.iso",
+    ];
+    let mut listed: Vec<String> = fs::read_dir(dir.join("a"))
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, files, "each format's files and nothing else");
+    for file in files {
+        let a = fs::read(dir.join("a").join(file)).expect(file);
+        let b = fs::read(dir.join("b").join(file)).expect(file);
+        assert!(a == b, "{file} differs between two builds");
+    }
+    let initrd = fs::read(dir.join("a/image-initrd.img")).expect("initrd");
+
+    // raw-efi: a GPT whose one partition is the EFI system partition, systemd-boot on it.
+    let disk = dir.join("a/image-efi.img");
+    let table = gpt::GptConfig::new().open(&disk).expect("a valid GPT");
+    let esp = &table.partitions()[&1];
+    assert_eq!(esp.part_type_guid, gpt::partition_types::EFI);
+    let bytes = fs::read(&disk).expect("disk");
+    let start = usize::try_from(esp.first_lba * 512).expect("offset");
+    let end = usize::try_from((esp.last_lba + 1) * 512).expect("offset");
+    let esp = &bytes[start..end];
+    assert_eq!(
+        fat_file(esp, "EFI/BOOT/BOOTX64.EFI"),
+        fs::read("/usr/lib/systemd/boot/efi/systemd-bootx64.efi").expect("systemd-boot")
+    );
+    assert_eq!(fat_file(esp, "kernel"), b"vmlinux bytes");
+    assert_eq!(fat_file(esp, "initrd.img"), initrd);
+    let entry = String::from_utf8(fat_file(esp, "loader/entries/kiln.conf")).expect("text");
+    assert!(entry.contains("\noptions console=ttyS0 quiet\n"), "{entry}");
+    assert!(String::from_utf8(fat_file(esp, "loader/loader.conf"))
+        .expect("text")
+        .contains("timeout 0"));
+
+    // qcow2-efi: the same disk.
+    let raw = dir.join("from-qcow2.img");
+    let converted = Command::new("qemu-img")
+        .args(["convert", "-f", "qcow2", "-O", "raw"])
+        .arg(dir.join("a/image-efi.qcow2"))
+        .arg(&raw)
+        .status()
+        .expect("qemu-img");
+    assert!(converted.success());
+    assert!(
+        fs::read(&raw).expect("raw") == bytes,
+        "qcow2-efi is raw-efi"
+    );
+
+    // raw-bios: syslinux's boot code, one active FAT partition with syslinux installed.
+    let bios = fs::read(dir.join("a/image-bios.img")).expect("bios");
+    assert_eq!(
+        &bios[..440],
+        &fs::read("/usr/lib/syslinux/mbr/mbr.bin").expect("mbr.bin")[..440]
+    );
+    assert_eq!(bios[446], 0x80, "active");
+    let start = u32::from_le_bytes(bios[454..458].try_into().unwrap()) as usize * 512;
+    let part = &bios[start..];
+    let cfg = String::from_utf8(fat_file(part, "syslinux.cfg")).expect("text");
+    assert!(cfg.contains("APPEND console=ttyS0 quiet"), "{cfg}");
+    assert_eq!(fat_file(part, "initrd.img"), initrd);
+    assert!(
+        !fat_file(part, "ldlinux.sys").is_empty(),
+        "syslinux installed"
+    );
+    let fs = fatfs::FileSystem::new(std::io::Cursor::new(part.to_vec()), fatfs::FsOptions::new())
+        .expect("FAT");
+    for entry in fs.root_dir().iter() {
+        let entry = entry.expect("entry");
+        assert_eq!(entry.modified().date.year, 1980, "{}", entry.file_name());
+    }
+
+    // The ISOs: ISO 9660 volumes named KILN with a boot record, hybrid.
+    for iso in ["image.iso", "image-efi.iso", "image-efi-initrd.iso"] {
+        let bytes = fs::read(dir.join("a").join(iso)).expect(iso);
+        assert_eq!(&bytes[0x8001..0x8006], b"CD001", "{iso}");
+        assert!(bytes[0x8028..0x8030].starts_with(b"KILN"), "{iso}");
+        assert_eq!(
+            &bytes[0x8801..0x8806],
+            b"CD001",
+            "{iso}: El Torito's record"
+        );
+        assert_eq!(&bytes[510..512], &[0x55, 0xaa], "{iso}: hybrid");
+    }
+    let efi_iso = fs::read(dir.join("a/image-efi.iso")).expect("iso");
+    let window = esp.len().min(1 << 16);
+    assert!(
+        efi_iso.windows(window).any(|w| w == &esp[..window]),
+        "the EFI ISO's boot image is the EFI system partition"
+    );
+
+    // A build host without a tool a format needs is told which Debian package has it.
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(&dir)
+        .args(["build", "-o", "c", "-f", "iso-bios,qcow2-efi", "image.yml"])
+        .env("KILN_CACHE", dir.join("cache"))
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("kiln");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--format iso-bios: xorriso (writes ISO 9660 images) is missing: install Debian's package xorriso"),
+        "{err}"
+    );
+    assert!(err.contains("install Debian's package qemu-utils"), "{err}");
+    assert!(!dir.join("c").exists(), "nothing written");
+}
+
 /// Runs a failing build into `out` and returns its error output; `out` must stay empty.
 fn fails(dir: &Path, manifest: &str) -> String {
     fails_as(dir, manifest, "kernel+initrd")
@@ -588,9 +745,14 @@ fn a_bad_digest_a_missing_image_and_a_bad_manifest_write_nothing() {
     );
     assert!(err.contains("nothing was built"), "{err}");
 
-    // kernel+initrd without a kernel.
+    // kernel+initrd, or a disk, without a kernel.
     let err = fails(&dir, "init: [oci:init]\n");
     assert!(err.contains("needs a `kernel` section"), "{err}");
+    let err = fails_as(&dir, "init: [oci:init]\n", "tar,raw-bios");
+    assert!(
+        err.contains("the raw-bios format needs a `kernel` section"),
+        "{err}"
+    );
 }
 
 #[test]

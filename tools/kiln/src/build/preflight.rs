@@ -9,7 +9,7 @@ use std::fs::{self, File as HostFile};
 use std::io;
 
 use crate::build::assemble::source_path;
-use crate::build::output::{Format, NEEDS_KERNEL};
+use crate::build::output::{needs_kernel, Format};
 use crate::build::source::locate;
 use crate::manifest::diagnostic::{Diagnostic, Origin, Report};
 use crate::manifest::document::FieldPath;
@@ -17,19 +17,20 @@ use crate::manifest::{File, Manifest};
 use crate::tree::content;
 
 /// Adds to `report` every problem with the build's inputs on this machine and with making
-/// `format` of them.
-pub fn check(manifest: &Manifest, report: &mut Report, format: Format) {
+/// `formats` of them.
+pub fn check(manifest: &Manifest, report: &mut Report, formats: &[Format]) {
     let has_kernel = manifest
         .kernel
         .as_ref()
         .is_some_and(|k| !k.image.is_empty());
-    if format == Format::KernelInitrd && !has_kernel && !report.documents.is_empty() {
+    let booted = formats.iter().find(|format| **format != Format::Tar);
+    if let Some(format) = booted.filter(|_| !has_kernel && !report.documents.is_empty()) {
         let name = report.documents[0].name.clone();
         report.diagnostics.push(Diagnostic {
             file: name,
             line: 0,
             path: ".".into(),
-            message: NEEDS_KERNEL.into(),
+            message: needs_kernel(*format),
             warning: false,
         });
     }
