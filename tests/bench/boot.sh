@@ -42,45 +42,16 @@ for stack in $STACKS; do
     "$KILN" build -o "$work" --name "anchor-$stack" "tests/bench/anchor/$stack.yml" tests/bench/anchor/services.yml >/dev/null
 done
 
-# "... 1.234 s after boot ..." -> 1234 (ms)
-after_boot_ms() { sed -n 's/.* \([0-9]*\)\.\([0-9]*\) s after boot.*/\1\2/p' <<<"$1" | sed 's/^0*//;s/^$/0/'; }
-
-boot() { # IMAGE NETWORKING -> "host_ms kernel_ms userspace_ms"
-    local fifo=$work/console start end line init_ms='' up_ms='' pid
-    rm -f "$fifo" && mkfifo "$fifo"
-    start=$(now_us)
-    # A session of its own, so the VM and everything under it is stopped as one group.
-    setsid "$KILN" run --accel "$ACCEL" --networking "$2" --timeout 300 "$work/$1" </dev/null >"$fifo" 2>&1 &
-    pid=$!
-    exec 3<"$fifo"
-    while IFS= read -r line <&3; do
-        line=${line%$'\r'}
-        case "$line" in
-            "init: kiln init "*" started, "* | "anchor: init started, "*) init_ms=$(after_boot_ms "$line") ;;
-            "service: all $SERVICES services up, "* | "anchor: all $SERVICES services up, "*)
-                up_ms=$(after_boot_ms "$line")
-                break
-                ;;
-        esac
-    done
-    end=$(now_us)
-    kill -- "-$pid" 2>/dev/null || true
-    exec 3<&-
-    wait "$pid" 2>/dev/null || true
-    if [ -z "$init_ms" ] || [ -z "$up_ms" ]; then fail "the boot did not reach all services up"; fi
-    echo "$(((end - start) / 1000)) $init_ms $((up_ms - init_ms))"
-}
-
 # Per compression, the figures of every boot, space-separated.
 declare -A host kernel userspace
 for _ in $(seq 1 "$ROUNDS"); do
     for stack in $STACKS; do
-        figures=$(boot "anchor-$stack" none)
+        figures=$(boot_up "$work/anchor-$stack" none)
         read -r h k u <<<"$figures"
         host[$stack]+="$h " kernel[$stack]+="$k " userspace[$stack]+="$u "
     done
     for c in $IMAGES; do
-        figures=$(boot "boot-$c" user,restrict=on)
+        figures=$(boot_up "$work/boot-$c" user,restrict=on)
         read -r h k u <<<"$figures"
         host[$c]+="$h " kernel[$c]+="$k " userspace[$c]+="$u "
     done

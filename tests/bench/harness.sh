@@ -36,6 +36,40 @@ timed() {
     stats "${times[@]}"
 }
 
+# "... 1.234 s after boot ..." -> 1234 (ms)
+after_boot_ms() { sed -n 's/.* \([0-9]*\)\.\([0-9]*\) s after boot.*/\1\2/p' <<<"$1" | sed 's/^0*//;s/^$/0/'; }
+
+# Boots OUT/NAME under `kiln run` ($KILN, with -accel $ACCEL and the network NETWORKING, ARGS
+# added) until the console says all $SERVICES services are up, then stops it. Prints "host_ms
+# kernel_ms userspace_ms": from starting kiln run to that line on the host's clock, and on the
+# guest's, from boot to init's first line and from there to that line. Uses $work for a fifo.
+boot_up() { # OUT/NAME NETWORKING ARGS...
+    local image=$1 networking=$2 fifo=$work/console start end line init_ms='' up_ms='' pid
+    shift 2
+    rm -f "$fifo" && mkfifo "$fifo"
+    start=$(now_us)
+    # A session of its own, so the VM and everything under it is stopped as one group.
+    setsid "$KILN" run --accel "$ACCEL" --networking "$networking" --timeout 300 "$@" "$image" </dev/null >"$fifo" 2>&1 &
+    pid=$!
+    exec 3<"$fifo"
+    while IFS= read -r line <&3; do
+        line=${line%$'\r'}
+        case "$line" in
+            "init: kiln init "*" started, "* | "anchor: init started, "*) init_ms=$(after_boot_ms "$line") ;;
+            "service: all $SERVICES services up, "* | "anchor: all $SERVICES services up, "*)
+                up_ms=$(after_boot_ms "$line")
+                break
+                ;;
+        esac
+    done
+    end=$(now_us)
+    kill -- "-$pid" 2>/dev/null || true
+    exec 3<&-
+    wait "$pid" 2>/dev/null || true
+    if [ -z "$init_ms" ] || [ -z "$up_ms" ]; then fail "$image did not reach all services up"; fi
+    echo "$(((end - start) / 1000)) $init_ms $((up_ms - init_ms))"
+}
+
 # Runs the calling script again, with the same arguments, as PID 1 of fresh pid, mount, net, uts and
 # ipc namespaces with / private (at most SECONDS seconds), then removes the cgroups the runtimes made
 # below KILN_BENCH_ID, and exits with its status. In the re-run (KILN_BENCH_ID set) it checks the

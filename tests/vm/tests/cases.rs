@@ -26,15 +26,16 @@ fn boot(name: &str, manifests: &[&str], checks: usize) -> Run {
     boot_with(name, manifests, checks, &[], |_| ())
 }
 
-/// `kiln build` of `manifests` (paths from the workspace root) as image `name`, in a new
-/// directory.
-fn build(name: &str, manifests: &[&str]) -> tempfile::TempDir {
+/// `kiln build` of `manifests` (paths from the workspace root) as image `name` in `formats`
+/// (kernel+initrd when none), in a new directory.
+fn build(name: &str, manifests: &[&str], formats: &[&str]) -> tempfile::TempDir {
     let out = tempfile::tempdir().expect("output directory");
     let build = Command::new(release_binary("kiln"))
         .current_dir(workspace())
         .args(["build", "-o"])
         .arg(out.path())
         .args(["--name", name])
+        .args(formats.iter().flat_map(|format| ["--format", format]))
         .args(manifests)
         .output()
         .expect("run kiln build");
@@ -56,7 +57,12 @@ fn boot_with(
     during: impl FnOnce(&mut LiveConsole),
 ) -> Run {
     let kiln = release_binary("kiln");
-    let out = build(name, manifests);
+    // The format `kiln run` is told to boot is the one built.
+    let format = args
+        .windows(2)
+        .find(|pair| pair[0] == "--format")
+        .map(|pair| pair[1].as_str());
+    let out = build(name, manifests, format.as_slice());
     let networking = if args.iter().any(|arg| arg == "--networking") {
         &[][..]
     } else {
@@ -92,6 +98,12 @@ fn boot_with(
         Some(0),
         "{name}: the VM did not power off cleanly:\n{console}\n{stderr}"
     );
+    if let Some(format) = format.filter(|format| *format != "kernel+initrd") {
+        assert!(
+            stderr.contains("kiln run: booting ") && stderr.contains(&format!("({format}, under ")),
+            "{name}: kiln run did not boot the {format} image:\n{stderr}"
+        );
+    }
     Run {
         outcome: Outcome::PoweredOff,
         console,
@@ -278,7 +290,7 @@ fn answered(term: &mut Terminal, keys: &str, text: &str) {
 /// typed, `42` only when run).
 #[test]
 fn the_getty_shell_takes_ctrl_c_and_ctrl_z_and_the_operators_commands_work_from_it() {
-    let out = build("console", &["yml/example.yml"]);
+    let out = build("console", &["yml/example.yml"], &[]);
     let (mut term, mut child) = Terminal::spawn(
         Command::new(release_binary("kiln"))
             .args([
@@ -424,4 +436,47 @@ fn the_readmes_first_image_builds_boots_serves_and_answers() {
             term.text
         );
     }
+}
+
+/// Boots yml/example.yml with yml/tour.yml built as `format` under `kiln run --format`: the
+/// firmware boots the disk or ISO, the root is the initrd on it, and on q35's PCI devices the
+/// example leases eth0, serves its page across the veth pair and brings every service up
+/// before the tour powers it off. Returns the console.
+fn boots_as(format: &str) -> Run {
+    let args = ["--format".to_owned(), format.to_owned()];
+    let console = boot_with(
+        &format!("tour-{format}"),
+        &["yml/example.yml", "yml/tour.yml"],
+        5,
+        &args,
+        |_| (),
+    );
+    console.assert_printed("service: all 4 services up");
+    console.assert_printed("init: poweroff");
+    console
+}
+
+#[test]
+fn a_raw_efi_disk_boots_under_uefi() {
+    boots_as("raw-efi").assert_printed("BdsDxe: starting Boot0001 \"UEFI Misc Device\"");
+}
+
+#[test]
+fn a_qcow2_efi_disk_boots_under_uefi() {
+    boots_as("qcow2-efi").assert_printed("BdsDxe: starting Boot0001 \"UEFI Misc Device\"");
+}
+
+#[test]
+fn an_efi_iso_boots_from_a_cd_under_uefi() {
+    boots_as("iso-efi").assert_printed("BdsDxe: starting Boot0001 \"UEFI QEMU DVD-ROM");
+}
+
+#[test]
+fn a_raw_bios_disk_boots_under_seabios() {
+    boots_as("raw-bios");
+}
+
+#[test]
+fn a_bios_iso_boots_from_a_cd_under_seabios() {
+    boots_as("iso-bios");
 }

@@ -152,6 +152,12 @@ struct RunArgs {
     /// Seconds until the VM is stopped (default: never).
     #[arg(long, value_name = "S")]
     timeout: Option<u64>,
+    /// Which of the images `kiln build` wrote at OUT/NAME to boot: `kernel+initrd`, or a disk
+    /// or ISO (`raw-efi`, `qcow2-efi`, `iso-efi`, `iso-efi-initrd` under UEFI firmware,
+    /// `raw-bios`, `iso-bios` under SeaBIOS). Default: kernel+initrd if there is one, else the
+    /// first of those that is there.
+    #[arg(long, value_name = "FORMAT", value_parser = Format::parse)]
+    format: Option<Format>,
     /// The image: the output directory and the name given to `kiln build`; a directory alone
     /// lists the images it holds.
     #[arg(value_name = "OUT/NAME")]
@@ -307,10 +313,17 @@ fn run(args: RunArgs) -> ExitCode {
             .mac
             .unwrap_or_else(|| run::network::Mac::derived(&image_name)),
     };
-    let machine = qemu::Machine::built(image).map(|machine| {
+    let machine = qemu::Machine::built(image, args.format).map(|machine| {
         let (accel, why) = run::accel::choose(args.accel);
         if let Some(why) = why {
             eprintln!("kiln run: accelerator {accel}: {why}");
+        }
+        if let qemu::Boot::Medium { path, format } = &machine.boot {
+            eprintln!(
+                "kiln run: booting {} ({format}, under {})",
+                path.display(),
+                if format.is_efi() { "UEFI" } else { "BIOS" }
+            );
         }
         qemu::Machine {
             memory_mb: args.mem,

@@ -408,6 +408,11 @@ fn builds_are_reproducible_and_kernel_initrd_is_written() {
         "console=ttyS0 quiet"
     );
     let initrd = fs::read(dir.join("a/image-initrd.img")).expect("initrd");
+    assert!(
+        fs::read(dir.join("a/image-efi-initrd.iso")).expect("iso")
+            == fs::read(dir.join("a/image-efi.iso")).expect("iso"),
+        "iso-efi-initrd is LinuxKit's name for iso-efi"
+    );
     let cpio = zstd::decode_all(&initrd[..]).expect("zstd, the default");
     // The other compressions hold the same archive.
     for (compression, decode) in [

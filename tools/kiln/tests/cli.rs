@@ -290,10 +290,15 @@ fn run_given_a_directory_or_a_wrong_name_names_the_images_there() {
         ("db-initrd.img", "cpio"),
         ("half-initrd.img", "no kernel beside it"),
         ("notes-kernel", "no initrd beside it"),
+        ("web.iso", "iso"),
+        ("disk-efi.img", "gpt"),
     ] {
         std::fs::write(out.join(file), text).expect("write");
     }
-    let images = format!("{outdir} holds {outdir}/db, {outdir}/web");
+    let images = format!(
+        "{outdir} holds {outdir}/db (kernel+initrd); {outdir}/disk (raw-efi); \
+         {outdir}/web (kernel+initrd, iso-bios)"
+    );
     let stderr = listed(&["run", outdir]);
     assert!(
         stderr.starts_with(&format!(

@@ -64,6 +64,17 @@ pub const XORRISO: Host = Host {
     package: "xorriso",
     role: "writes ISO 9660 images",
 };
+/// qemu's UEFI firmware, and the template of its variable store (each run boots with a copy).
+pub const OVMF_CODE: Host = Host {
+    path: "/usr/share/OVMF/OVMF_CODE_4M.fd",
+    package: "ovmf",
+    role: "the UEFI firmware kiln run boots -efi images with",
+};
+pub const OVMF_VARS: Host = Host {
+    path: "/usr/share/OVMF/OVMF_VARS_4M.fd",
+    package: "ovmf",
+    role: "the UEFI firmware's variable store",
+};
 pub const QEMU_IMG: Host = Host {
     path: "qemu-img",
     package: "qemu-utils",

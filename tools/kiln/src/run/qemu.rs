@@ -1,8 +1,15 @@
-//! Booting a built image under qemu the quick way: `-M microvm` with the ELF kernel when the
-//! build wrote one (`NAME-vmlinux`), `tsc_early_khz` from the host's clock (microvm hangs
-//! without it), the serial port as the console, no network device at all, and
-//! `isa-debug-exit` on port 0xf4 so a guest can end the run with a result: writing V there
-//! makes qemu exit with `(V << 1) | 1`, a clean poweroff makes it exit 0.
+//! Booting a built image under qemu. A kernel+initrd image boots the quick way: `-M
+//! microvm` with the ELF kernel when the build wrote one (`NAME-vmlinux`), `tsc_early_khz`
+//! from the host's clock (microvm hangs without it), and the command line with the console
+//! and quick-boot words added. A disk or ISO (`NAME-efi.img`, `NAME-efi.qcow2`,
+//! `NAME-bios.img`, `NAME-efi.iso`, `NAME.iso`) boots as a machine's firmware boots it: `-M
+//! q35` (microvm has no CD controller and no UEFI), OVMF from Debian's ovmf package for the
+//! -efi ones (with a copy of its variable store, so the package's is never written) or
+//! SeaBIOS for the others, the disk on virtio-blk after any `--disk`, the ISO as a CD on
+//! q35's AHCI, booted first; the command line is the one the build put on it. Either way the
+//! serial port is the console, the NIC is virtio, and `isa-debug-exit` on port 0xf4 lets a
+//! guest end the run with a result: writing V there makes qemu exit with `(V << 1) | 1`, a
+//! clean poweroff makes it exit 0.
 //! Runs in: `kiln run` and the VM tests, on the build host, as any user allowed to run qemu.
 
 use std::fs;
@@ -14,6 +21,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::network::Network;
+use crate::build::output::Format;
+use crate::media::host;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use wait_timeout::ChildExt;
@@ -27,14 +36,25 @@ const QUICK_CMDLINE: &str =
 /// How long qemu gets to exit after SIGTERM at the timeout before it is killed.
 const TERM_GRACE: Duration = Duration::from_secs(5);
 
-/// A machine to boot: the kernel, the initrd and what qemu gets besides.
+/// What a machine boots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// qemu loads the kernel and the initrd itself.
+    Kernel {
+        /// An ELF (booted directly) or a bzImage.
+        kernel: PathBuf,
+        initrd: PathBuf,
+        /// The image's command line; the console and the quick-boot words are added to it.
+        cmdline: String,
+    },
+    /// The firmware boots a disk or ISO that `kiln build` wrote in `format`.
+    Medium { path: PathBuf, format: Format },
+}
+
+/// A machine to boot: what it boots and what qemu gets besides.
 #[derive(Debug, Clone)]
 pub struct Machine {
-    /// An ELF (booted directly) or a bzImage.
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    /// The image's command line; the console and the quick-boot words are added to it.
-    pub cmdline: String,
+    pub boot: Boot,
     pub memory_mb: u32,
     /// Raw disk images, attached as virtio block devices (/dev/vda, /dev/vdb, ...).
     pub disks: Vec<PathBuf>,
@@ -70,20 +90,61 @@ fn kernel_of(prefix: &Path) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// The images (`DIR/NAME`: a kernel and an initrd) the directory `dir` holds, by name.
-fn images_in(dir: &Path) -> Vec<PathBuf> {
+/// The formats that boot, in the order `kiln run` picks one when not told: kernel+initrd
+/// (quickest), then the disks and ISOs, UEFI first.
+const BOOTABLE: [Format; 7] = [
+    Format::KernelInitrd,
+    Format::RawEfi,
+    Format::Qcow2Efi,
+    Format::IsoEfi,
+    Format::IsoEfiInitrd,
+    Format::RawBios,
+    Format::IsoBios,
+];
+
+/// Whether `prefix` (`OUT/NAME`) has an image of `format`.
+fn has(prefix: &Path, format: Format) -> bool {
+    match format.medium_suffix() {
+        Some(suffix) => with_suffix(prefix, suffix).is_file(),
+        None => {
+            format == Format::KernelInitrd
+                && kernel_of(prefix).is_some()
+                && with_suffix(prefix, INITRD).is_file()
+        }
+    }
+}
+
+/// The images (`DIR/NAME`) the directory `dir` holds, by name, each with the formats it has.
+fn images_in(dir: &Path) -> Vec<(PathBuf, Vec<Format>)> {
     let Ok(entries) = fs::read_dir(dir) else {
         return Vec::new();
     };
-    let mut images: Vec<PathBuf> = entries
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name().into_string().ok()?;
-            let prefix = dir.join(name.strip_suffix(INITRD)?);
-            kernel_of(&prefix).map(|_| prefix)
+    let suffixes: Vec<&str> = BOOTABLE
+        .iter()
+        .map(|format| format.medium_suffix().unwrap_or(INITRD))
+        .collect();
+    let mut prefixes: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .flat_map(|name| {
+            suffixes
+                .iter()
+                .filter_map(|suffix| name.strip_suffix(suffix).map(|p| dir.join(p)))
+                .collect::<Vec<_>>()
         })
         .collect();
-    images.sort();
-    images
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes
+        .into_iter()
+        .map(|prefix| {
+            let formats: Vec<Format> = BOOTABLE
+                .into_iter()
+                .filter(|format| has(&prefix, *format))
+                .collect();
+            (prefix, formats)
+        })
+        .filter(|(_, formats)| !formats.is_empty())
+        .collect()
 }
 
 /// Says which images `dir` holds, for an error that names a wrong one.
@@ -91,15 +152,49 @@ fn holds(dir: &Path) -> String {
     let images = images_in(dir);
     if images.is_empty() {
         return format!(
-            "{} holds no image (NAME-initrd.img with NAME-vmlinux or NAME-kernel)",
+            "{} holds no image (NAME-initrd.img with NAME-vmlinux or NAME-kernel, or a disk or \
+             ISO `kiln build --format` wrote)",
             dir.display()
         );
     }
     let names: Vec<String> = images
         .iter()
-        .map(|image| image.display().to_string())
+        .map(|(image, formats)| {
+            let formats: Vec<&str> = formats.iter().map(|format| format.name()).collect();
+            format!("{} ({})", image.display(), formats.join(", "))
+        })
         .collect();
-    format!("{} holds {}", dir.display(), names.join(", "))
+    format!("{} holds {}", dir.display(), names.join("; "))
+}
+
+/// The directory `prefix` (`OUT/NAME`) is in.
+fn dir_of(prefix: &Path) -> &Path {
+    match prefix.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// The kernel command line qemu passes: the image's words `cmdline`, the serial console unless
+/// the image names a console, the TSC frequency `tsc_khz` when known and the quick-boot words.
+pub fn append(cmdline: &str, tsc_khz: Option<u64>) -> String {
+    let mut words: Vec<String> = Vec::new();
+    if !cmdline
+        .split_whitespace()
+        .any(|w| w.starts_with("console="))
+    {
+        words.push("console=ttyS0".to_owned());
+    }
+    words.extend(cmdline.split_whitespace().map(str::to_owned));
+    if let Some(khz) = tsc_khz {
+        words.push(format!("tsc_early_khz={khz}"));
+    }
+    words.extend(QUICK_CMDLINE.split_whitespace().map(str::to_owned));
+    if !words.iter().any(|w| w.starts_with("panic=")) {
+        // A kernel panic ends the run instead of hanging until the timeout.
+        words.push("panic=-1".to_owned());
+    }
+    words.join(" ")
 }
 
 /// How a run ended.
@@ -142,11 +237,11 @@ pub enum Console {
 }
 
 impl Machine {
-    /// The machine `kiln build` wrote as `PREFIX-vmlinux` (or `PREFIX-kernel`),
-    /// `PREFIX-initrd.img` and `PREFIX-cmdline`, where `prefix` is `OUT/NAME`.
-    /// A directory, or a prefix naming no image, is refused with the images the directory
-    /// holds.
-    pub fn built(prefix: &Path) -> Result<Self> {
+    /// The machine `kiln build` wrote at `prefix` (`OUT/NAME`) in `format`, or, when not
+    /// told, in the first format of kernel+initrd, raw-efi, qcow2-efi, iso-efi,
+    /// iso-efi-initrd, raw-bios and iso-bios that it holds. A directory, or a prefix naming
+    /// no image, is refused with the images the directory holds.
+    pub fn built(prefix: &Path, format: Option<Format>) -> Result<Self> {
         if prefix.is_dir() {
             bail!(
                 "{} is a directory: give OUT/NAME; {}",
@@ -154,17 +249,36 @@ impl Machine {
                 holds(prefix)
             );
         }
+        let format = format
+            .or_else(|| BOOTABLE.into_iter().find(|format| has(prefix, *format)))
+            .unwrap_or(Format::KernelInitrd);
+        let Some(suffix) = format.medium_suffix() else {
+            if format == Format::Tar {
+                bail!("a tar does not boot: give --format with one of the formats that do");
+            }
+            return Self::kernel_initrd(prefix);
+        };
+        let path = with_suffix(prefix, suffix);
+        if !path.is_file() {
+            bail!(
+                "no {format} image at {}: build it with `kiln build --format {format}`; {}",
+                path.display(),
+                holds(dir_of(prefix))
+            );
+        }
+        Ok(Self::with(Boot::Medium { path, format }))
+    }
+
+    /// The kernel+initrd image `kiln build` wrote as `PREFIX-vmlinux` (or `PREFIX-kernel`),
+    /// `PREFIX-initrd.img` and `PREFIX-cmdline`.
+    fn kernel_initrd(prefix: &Path) -> Result<Self> {
         let kernel = kernel_of(prefix).ok_or_else(|| {
-            let dir = match prefix.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir,
-                _ => Path::new("."),
-            };
             anyhow::anyhow!(
                 "no kernel at {} or {}: build the image with `kiln build -o DIR FILE.yml` \
                  (format kernel+initrd) and give DIR/NAME; {}",
                 with_suffix(prefix, VMLINUX).display(),
                 with_suffix(prefix, BZIMAGE).display(),
-                holds(dir)
+                holds(dir_of(prefix))
             )
         })?;
         let initrd = with_suffix(prefix, INITRD);
@@ -182,12 +296,20 @@ impl Machine {
         Ok(Self::new(kernel, initrd, cmdline))
     }
 
-    /// A machine with one CPU, 512 MiB, no disks, no network, TCG and no time limit.
+    /// A machine that boots `kernel` and `initrd` with `cmdline`, with one CPU, 512 MiB, no
+    /// disks, no network, TCG and no time limit.
     pub fn new(kernel: PathBuf, initrd: PathBuf, cmdline: String) -> Self {
-        Self {
+        Self::with(Boot::Kernel {
             kernel,
             initrd,
             cmdline,
+        })
+    }
+
+    /// A machine that boots `boot`, otherwise as [`Machine::new`].
+    pub fn with(boot: Boot) -> Self {
+        Self {
+            boot,
             memory_mb: 512,
             disks: Vec::new(),
             devices: Vec::new(),
@@ -198,79 +320,133 @@ impl Machine {
         }
     }
 
-    /// The kernel command line qemu passes: the image's words, the serial console unless the
-    /// image names a console, the TSC frequency `tsc_khz` when known and the quick-boot words.
-    pub fn append(&self, tsc_khz: Option<u64>) -> String {
-        let mut words: Vec<String> = Vec::new();
-        if !self
-            .cmdline
-            .split_whitespace()
-            .any(|w| w.starts_with("console="))
-        {
-            words.push("console=ttyS0".to_owned());
-        }
-        words.extend(self.cmdline.split_whitespace().map(str::to_owned));
-        if let Some(khz) = tsc_khz {
-            words.push(format!("tsc_early_khz={khz}"));
-        }
-        words.extend(QUICK_CMDLINE.split_whitespace().map(str::to_owned));
-        if !words.iter().any(|w| w.starts_with("panic=")) {
-            // A kernel panic ends the run instead of hanging until the timeout.
-            words.push("panic=-1".to_owned());
-        }
-        words.join(" ")
-    }
-
-    /// The qemu command, its console on standard output.
-    pub fn command(&self, interactive: bool) -> Command {
+    /// The qemu command, its console on standard output; `vars` is the UEFI variable store an
+    /// -efi medium boots with.
+    pub fn command(&self, interactive: bool, vars: Option<&Path>) -> Command {
         let mut command = Command::new(QEMU);
         // microvm needs the TSC frequency; where /proc/cpuinfo gives none, q35 boots anyway.
+        // Firmware boots only on q35.
         let khz = tsc_khz();
-        let machine = if khz.is_some() { "microvm" } else { "q35" };
+        let microvm = khz.is_some() && matches!(self.boot, Boot::Kernel { .. });
         command
-            .args(["-accel", &self.accel, "-M", machine])
+            .args([
+                "-accel",
+                &self.accel,
+                "-M",
+                if microvm { "microvm" } else { "q35" },
+            ])
             .args(["-no-reboot", "-nodefaults", "-no-user-config"])
             .args(["-display", "none"])
             .args(["-serial", if interactive { "mon:stdio" } else { "stdio" }])
             .args(["-m", &self.memory_mb.to_string()])
             .args(["-smp", &self.cpus.to_string()])
-            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-            .arg("-kernel")
-            .arg(&self.kernel)
-            .arg("-initrd")
-            .arg(&self.initrd)
-            .args(["-append", &self.append(khz)]);
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        if let Boot::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } = &self.boot
+        {
+            command
+                .arg("-kernel")
+                .arg(kernel)
+                .arg("-initrd")
+                .arg(initrd)
+                .args(["-append", &append(cmdline, khz)]);
+        }
         // microvm has virtio-mmio transports, q35 PCI.
-        let bus = if machine == "microvm" {
-            "device"
-        } else {
-            "pci"
-        };
+        let bus = if microvm { "device" } else { "pci" };
         let device = format!("virtio-blk-{bus}");
         for (n, disk) in self.disks.iter().enumerate() {
-            let mut drive = std::ffi::OsString::from(format!("if=none,id=d{n},format=raw,file="));
-            drive.push(disk);
             command
                 .arg("-drive")
-                .arg(drive)
+                .arg(drive(&format!("if=none,id=d{n},format=raw"), disk))
                 .args(["-device", &format!("{device},drive=d{n}")]);
         }
-        command.args(self.network.qemu_args(&format!("virtio-net-{bus}")));
+        if let Boot::Medium { path, format } = &self.boot {
+            if format.is_efi() {
+                command.arg("-drive").arg(drive(
+                    "if=pflash,format=raw,unit=0,readonly=on",
+                    Path::new(host::OVMF_CODE.path),
+                ));
+                if let Some(vars) = vars {
+                    command
+                        .arg("-drive")
+                        .arg(drive("if=pflash,format=raw,unit=1", vars));
+                }
+            }
+            let (options, device) = match format {
+                Format::IsoEfi | Format::IsoEfiInitrd | Format::IsoBios => (
+                    "if=none,id=boot,media=cdrom,readonly=on,format=raw".to_owned(),
+                    "ide-cd,drive=boot,bootindex=0".to_owned(),
+                ),
+                _ => {
+                    let image = if *format == Format::Qcow2Efi {
+                        "qcow2"
+                    } else {
+                        "raw"
+                    };
+                    (
+                        format!("if=none,id=boot,format={image}"),
+                        format!("{device},drive=boot,bootindex=0"),
+                    )
+                }
+            };
+            command
+                .arg("-drive")
+                .arg(drive(&options, path))
+                .args(["-device", &device]);
+        }
+        // The NIC's boot ROM would only make the firmware slower: nothing boots from the network.
+        let nic = if microvm {
+            "virtio-net-device"
+        } else {
+            "virtio-net-pci,romfile="
+        };
+        command.args(self.network.qemu_args(nic));
         for device in &self.devices {
             command.args(["-device", device]);
         }
         command
     }
 
+    /// The files the machine boots from.
+    fn boot_files(&self) -> Vec<&Path> {
+        match &self.boot {
+            Boot::Kernel { kernel, initrd, .. } => vec![kernel, initrd],
+            Boot::Medium { path, .. } => vec![path],
+        }
+    }
+
     /// Boots the machine and waits until qemu exits or the timeout stops it.
     pub fn run(&self, console: &Console) -> Result<Outcome> {
-        for path in [&self.kernel, &self.initrd].into_iter().chain(&self.disks) {
+        let disks = self.disks.iter().map(PathBuf::as_path);
+        for path in self.boot_files().into_iter().chain(disks) {
             fs::metadata(path).with_context(|| format!("cannot use {}", path.display()))?;
         }
         self.network.check().map_err(anyhow::Error::msg)?;
+        // An -efi medium boots with a copy of OVMF's variable store, removed after the run.
+        let vars = match &self.boot {
+            Boot::Medium { format, .. } if format.is_efi() => {
+                host::OVMF_CODE.require()?;
+                host::OVMF_VARS.require()?;
+                let vars = tempfile::NamedTempFile::new()
+                    .context("cannot create a file for the UEFI variables")?;
+                fs::copy(host::OVMF_VARS.path, vars.path()).with_context(|| {
+                    format!(
+                        "cannot copy {} to {}",
+                        host::OVMF_VARS.path,
+                        vars.path().display()
+                    )
+                })?;
+                Some(vars)
+            }
+            _ => None,
+        };
         let interactive =
             matches!(console, Console::Inherit) && io::IsTerminal::is_terminal(&io::stdin());
-        let mut command = self.command(interactive);
+        let vars = vars.as_ref().map(tempfile::NamedTempFile::path);
+        let mut command = self.command(interactive, vars);
         match console {
             Console::Inherit => {}
             Console::File(path) => {
@@ -295,6 +471,20 @@ impl Machine {
             }
         }
     }
+}
+
+/// qemu's `-drive` value: `options` and the file at `path`, whose commas are doubled as qemu
+/// reads them.
+fn drive(options: &str, path: &Path) -> std::ffi::OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut bytes = format!("{options},file=").into_bytes();
+    for &byte in path.as_os_str().as_bytes() {
+        bytes.push(byte);
+        if byte == b',' {
+            bytes.push(b',');
+        }
+    }
+    std::ffi::OsString::from_vec(bytes)
 }
 
 /// Stops qemu: SIGTERM, which lets it put the terminal back, then SIGKILL after a grace time.
@@ -353,41 +543,157 @@ mod tests {
 
     #[test]
     fn the_command_line_keeps_the_images_words_and_adds_what_booting_needs() {
-        let mut machine = Machine::new("k".into(), "i".into(), "console=hvc0 quiet".into());
-        let append = machine.append(Some(2_596_136));
-        assert!(append.starts_with("console=hvc0 quiet "), "{append}");
+        let line = append("console=hvc0 quiet", Some(2_596_136));
+        assert!(line.starts_with("console=hvc0 quiet "), "{line}");
         assert!(
-            append.contains(" tsc_early_khz=2596136 cryptomgr.notests "),
-            "{append}"
+            line.contains(" tsc_early_khz=2596136 cryptomgr.notests "),
+            "{line}"
         );
-        assert!(!append.contains("ttyS0"), "{append}");
-        assert!(append.contains("panic=-1"), "{append}");
-        machine.cmdline = "quiet panic=5".into();
-        let append = machine.append(None);
-        assert!(!append.contains("tsc_early_khz"), "{append}");
-        assert!(
-            append.starts_with("console=ttyS0 quiet panic=5"),
-            "{append}"
-        );
-        assert!(!append.contains("panic=-1"), "{append}");
+        assert!(!line.contains("ttyS0"), "{line}");
+        assert!(line.contains("panic=-1"), "{line}");
+        let line = append("quiet panic=5", None);
+        assert!(!line.contains("tsc_early_khz"), "{line}");
+        assert!(line.starts_with("console=ttyS0 quiet panic=5"), "{line}");
+        assert!(!line.contains("panic=-1"), "{line}");
+    }
+
+    fn kernel_of_machine(machine: &Machine) -> (&Path, &str) {
+        match &machine.boot {
+            Boot::Kernel {
+                kernel, cmdline, ..
+            } => (kernel, cmdline),
+            other => panic!("not a kernel: {other:?}"),
+        }
     }
 
     #[test]
     fn a_built_machine_prefers_the_elf_and_names_what_is_missing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let prefix = dir.path().join("demo");
-        let err = Machine::built(&prefix).expect_err("nothing built");
+        let err = Machine::built(&prefix, None).expect_err("nothing built");
         assert!(format!("{err}").contains("demo-vmlinux"), "{err}");
         fs::write(dir.path().join("demo-kernel"), "bz").expect("kernel");
-        let err = Machine::built(&prefix).expect_err("no initrd");
+        let err = Machine::built(&prefix, None).expect_err("no initrd");
         assert!(format!("{err}").contains("demo-initrd.img"), "{err}");
         fs::write(dir.path().join("demo-initrd.img"), "cpio").expect("initrd");
         fs::write(dir.path().join("demo-cmdline"), "quiet\n").expect("cmdline");
-        let machine = Machine::built(&prefix).expect("kernel and initrd");
-        assert_eq!(machine.kernel, dir.path().join("demo-kernel"));
-        assert_eq!(machine.cmdline, "quiet");
+        let machine = Machine::built(&prefix, None).expect("kernel and initrd");
+        assert_eq!(
+            kernel_of_machine(&machine),
+            (dir.path().join("demo-kernel").as_path(), "quiet")
+        );
         fs::write(dir.path().join("demo-vmlinux"), "elf").expect("vmlinux");
-        let machine = Machine::built(&prefix).expect("all");
-        assert_eq!(machine.kernel, dir.path().join("demo-vmlinux"));
+        let machine = Machine::built(&prefix, None).expect("all");
+        assert_eq!(
+            kernel_of_machine(&machine).0,
+            dir.path().join("demo-vmlinux")
+        );
+    }
+
+    #[test]
+    fn a_disk_or_iso_is_booted_when_named_or_when_it_is_all_there_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let prefix = dir.path().join("demo");
+        let medium = |format: Format| {
+            let machine = Machine::built(&prefix, Some(format)).expect("built");
+            match machine.boot {
+                Boot::Medium { path, format } => (path, format),
+                other => panic!("not a medium: {other:?}"),
+            }
+        };
+        fs::write(dir.path().join("demo.iso"), "iso").expect("iso");
+        fs::write(dir.path().join("demo-efi.qcow2"), "qcow2").expect("qcow2");
+        let err = Machine::built(&prefix, Some(Format::RawEfi)).expect_err("no raw-efi");
+        let err = err.to_string();
+        assert!(
+            err.contains("no raw-efi image at ") && err.contains("demo-efi.img"),
+            "{err}"
+        );
+        assert!(
+            err.contains("kiln build --format raw-efi") && err.contains("(qcow2-efi, iso-bios)"),
+            "{err}"
+        );
+        assert_eq!(
+            medium(Format::IsoBios),
+            (dir.path().join("demo.iso"), Format::IsoBios)
+        );
+        // Not told: UEFI first.
+        let machine = Machine::built(&prefix, None).expect("one of them");
+        assert_eq!(
+            machine.boot,
+            Boot::Medium {
+                path: dir.path().join("demo-efi.qcow2"),
+                format: Format::Qcow2Efi
+            }
+        );
+        let err = Machine::built(dir.path(), None).expect_err("a directory");
+        assert!(
+            err.to_string().contains("demo (qcow2-efi, iso-bios)"),
+            "{err}"
+        );
+        let err = Machine::built(&prefix, Some(Format::Tar)).expect_err("a tar");
+        assert!(err.to_string().contains("a tar does not boot"), "{err}");
+        // kernel+initrd, where there is one, is the quickest.
+        fs::write(dir.path().join("demo-kernel"), "bz").expect("kernel");
+        fs::write(dir.path().join("demo-initrd.img"), "cpio").expect("initrd");
+        let machine = Machine::built(&prefix, None).expect("kernel+initrd");
+        assert!(matches!(machine.boot, Boot::Kernel { .. }));
+    }
+
+    fn args_of(command: &Command) -> Vec<String> {
+        command
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn media_boot_on_q35_from_their_firmware_after_the_extra_disks() {
+        let mut machine = Machine::with(Boot::Medium {
+            path: "/out/a,b-efi.img".into(),
+            format: Format::RawEfi,
+        });
+        machine.disks = vec!["/data.img".into()];
+        let args = args_of(&machine.command(false, Some(Path::new("/tmp/vars.fd"))));
+        let text = args.join(" ");
+        assert!(text.contains("-M q35 "), "{text}");
+        assert!(!text.contains("-kernel"), "{text}");
+        assert!(
+            text.contains(&format!(
+                "-drive if=pflash,format=raw,unit=0,readonly=on,file={}",
+                host::OVMF_CODE.path
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("-drive if=pflash,format=raw,unit=1,file=/tmp/vars.fd"),
+            "{text}"
+        );
+        let data = text.find("file=/data.img").expect("the extra disk");
+        let boot = text
+            .find("-drive if=none,id=boot,format=raw,file=/out/a,,b-efi.img -device virtio-blk-pci,drive=boot,bootindex=0")
+            .expect("the boot disk, its comma doubled");
+        assert!(data < boot, "the extra disks keep /dev/vda...: {text}");
+
+        machine.boot = Boot::Medium {
+            path: "/out/a.iso".into(),
+            format: Format::IsoBios,
+        };
+        let text = args_of(&machine.command(false, None)).join(" ");
+        assert!(!text.contains("pflash"), "SeaBIOS, qemu's own: {text}");
+        assert!(
+            text.contains("if=none,id=boot,media=cdrom,readonly=on,format=raw,file=/out/a.iso -device ide-cd,drive=boot,bootindex=0"),
+            "{text}"
+        );
+
+        machine.boot = Boot::Medium {
+            path: "/out/a-efi.qcow2".into(),
+            format: Format::Qcow2Efi,
+        };
+        let text = args_of(&machine.command(false, None)).join(" ");
+        assert!(
+            text.contains("id=boot,format=qcow2,file=/out/a-efi.qcow2"),
+            "{text}"
+        );
     }
 }
