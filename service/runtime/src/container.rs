@@ -393,8 +393,13 @@ impl Runtime {
             as_sibling: false,
             ..options
         };
+        let forwarding = wait::Forwarding::block()
+            .map_err(|err| Error::runtime("block signals for", id, err))?;
         let pid = self.create_and_start(id, bundle, options)?;
-        let code = wait::wait_forwarding(pid).map_err(|err| Error::runtime("wait for", id, err));
+        let code = forwarding
+            .wait(pid)
+            .map_err(|err| Error::runtime("wait for", id, err));
+        drop(forwarding);
         let deleted = self.delete(id, true);
         let code = code?;
         deleted?;

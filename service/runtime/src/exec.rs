@@ -98,6 +98,8 @@ impl Runtime {
             .map_err(exec_error)?
             .with_executor(ResetSignalsExecutor::new(seccomp))
             .with_console_socket(options.console_socket);
+        let forwarding = wait::Forwarding::block()
+            .map_err(|err| Error::runtime("block signals for exec in", id, err))?;
         let pid = options
             .stdio
             .apply(builder)
@@ -111,7 +113,9 @@ impl Runtime {
             .map_err(exec_error)?;
         drop(private);
         drop(lock);
-        wait::wait_forwarding(pid).map_err(|err| Error::runtime("wait for exec in", id, err))
+        forwarding
+            .wait(pid)
+            .map_err(|err| Error::runtime("wait for exec in", id, err))
     }
 }
 

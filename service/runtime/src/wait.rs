@@ -83,19 +83,40 @@ pub fn wait_ended(pid: Option<Pid>, nohang: bool) -> Result<Option<(Pid, Ended)>
     }
 }
 
-/// Waits for `pid`, a child of this process, forwarding [`FORWARDED`] signals to it; returns its
-/// exit code.
-pub(crate) fn wait_forwarding(pid: Pid) -> Result<i32, Errno> {
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGCHLD);
-    for signal in FORWARDED {
-        mask.add(signal);
+/// The [`FORWARDED`] signals and SIGCHLD blocked in this process from [`Forwarding::block`]
+/// on, so that one that comes while the child is being started waits, pending, for
+/// [`Forwarding::wait`] to pass it on, instead of ending this process (the child would be left
+/// running without it: Ctrl-C just after `exec` started its command). The child's executor
+/// clears the mask it inherits. The mask is put back when this is dropped.
+pub(crate) struct Forwarding {
+    mask: SigSet,
+    previous: SigSet,
+}
+
+impl Forwarding {
+    pub(crate) fn block() -> Result<Self, Errno> {
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        for signal in FORWARDED {
+            mask.add(signal);
+        }
+        let mut previous = SigSet::empty();
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut previous))?;
+        Ok(Self { mask, previous })
     }
-    let mut previous = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut previous))?;
-    let result = wait_loop(pid, &mask);
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
-    result
+
+    /// Waits for `pid`, a child of this process started since [`Forwarding::block`],
+    /// forwarding [`FORWARDED`] signals to it, those that came before included; returns its
+    /// exit code.
+    pub(crate) fn wait(&self, pid: Pid) -> Result<i32, Errno> {
+        wait_loop(pid, &self.mask)
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.previous), None);
+    }
 }
 
 fn wait_loop(pid: Pid, mask: &SigSet) -> Result<i32, Errno> {
