@@ -1,12 +1,13 @@
 //! FAT file systems as image files, for the EFI system partition (raw-efi, qcow2-efi, and the
 //! El Torito image of iso-efi) and the BIOS disk's boot partition (raw-bios). The file system
-//! is written in memory by the `fatfs` crate and then to its file: no mount, no root. Every
+//! is written into its file by the `fatfs` crate, files streamed in (memory does not grow with
+//! them): no mount, no root. Every
 //! time stamp is FAT's first, 1980-01-01 00:00, and the volume serial is given, so the same
 //! files make the same bytes.
 //! Runs in: `kiln build` on the build host. Writes only the image file it is given.
 
 use std::fs;
-use std::io::{self, Cursor, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -122,9 +123,16 @@ pub fn write(entries: &[Entry<'_>], volume_id: u32, label: &str, out: &Path) -> 
         .iter()
         .map(Entry::len)
         .collect::<Result<Vec<u64>>>()?;
-    let size = usize::try_from(size_for(&sizes, dirs.len())).context("the FAT image's size")?;
-    let mut image = Cursor::new(vec![0u8; size]);
-    let made = || format!("cannot make a FAT file system for {}", out.display());
+    let size = size_for(&sizes, dirs.len());
+    let made = || format!("cannot make a FAT file system in {}", out.display());
+    let mut image = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    image.set_len(size).with_context(made)?;
     fatfs::format_volume(
         &mut image,
         FormatVolumeOptions::new()
@@ -132,7 +140,7 @@ pub fn write(entries: &[Entry<'_>], volume_id: u32, label: &str, out: &Path) -> 
             .volume_label(label),
     )
     .with_context(made)?;
-    image.set_position(0);
+    image.seek(SeekFrom::Start(0)).with_context(made)?;
     let fat_type = {
         let fs = FileSystem::new(&mut image, options()).with_context(made)?;
         let root = fs.root_dir();
@@ -159,8 +167,6 @@ pub fn write(entries: &[Entry<'_>], volume_id: u32, label: &str, out: &Path) -> 
         fs.unmount().with_context(made)?;
         fat_type
     };
-    fs::write(out, image.into_inner())
-        .with_context(|| format!("cannot write {}", out.display()))?;
     Ok(fat_type)
 }
 
