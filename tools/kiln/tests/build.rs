@@ -680,6 +680,41 @@ fn every_disk_and_iso_format_is_reproducible_and_holds_what_boots() {
     );
     assert!(err.contains("install Debian's package qemu-utils"), "{err}");
     assert!(!dir.join("c").exists(), "nothing written");
+
+    // A tool that fails half-way through: the formats written before it are not left either.
+    let tools = dir.join("tools");
+    fs::create_dir(&tools).expect("tools");
+    let fake = tools.join("syslinux");
+    fs::write(&fake, "#!/bin/sh\necho 'cannot install' >&2\nexit 3\n").expect("fake");
+    fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("mode");
+    let path = format!(
+        "{}:{}",
+        tools.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .current_dir(&dir)
+        .args([
+            "build",
+            "-o",
+            "d",
+            "-f",
+            "kernel+initrd,raw-efi,raw-bios",
+            "image.yml",
+        ])
+        .env("KILN_CACHE", dir.join("cache"))
+        .env("PATH", path)
+        .output()
+        .expect("kiln");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("syslinux --install (the BIOS boot loader) failed"),
+        "{err}"
+    );
+    assert!(err.contains("cannot install"), "{err}");
+    let left: Vec<_> = fs::read_dir(dir.join("d")).expect("d").collect();
+    assert!(left.is_empty(), "nothing left behind: {left:?}");
 }
 
 /// Runs a failing build into `out` and returns its error output; `out` must stay empty.
