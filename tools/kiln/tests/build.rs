@@ -150,10 +150,16 @@ files:
 "#;
 
 fn kiln(dir: &Path, args: &[&str]) -> Output {
+    kiln_with(dir, args, &[])
+}
+
+/// [`kiln`] with `env` set besides.
+fn kiln_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kiln"))
         .current_dir(dir)
         .args(args)
         .env("KILN_CACHE", dir.join("cache"))
+        .envs(env.iter().copied())
         .output()
         .expect("run kiln")
 }
@@ -665,13 +671,11 @@ fn every_disk_and_iso_format_is_reproducible_and_holds_what_boots() {
     );
 
     // A build host without a tool a format needs is told which Debian package has it.
-    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .current_dir(&dir)
-        .args(["build", "-o", "c", "-f", "iso-bios,qcow2-efi", "image.yml"])
-        .env("KILN_CACHE", dir.join("cache"))
-        .env("PATH", "/nonexistent")
-        .output()
-        .expect("kiln");
+    let output = kiln_with(
+        &dir,
+        &["build", "-o", "c", "-f", "iso-bios,qcow2-efi", "image.yml"],
+        &[("PATH", "/nonexistent")],
+    );
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{err}");
     assert!(
@@ -692,20 +696,18 @@ fn every_disk_and_iso_format_is_reproducible_and_holds_what_boots() {
         tools.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .current_dir(&dir)
-        .args([
+    let output = kiln_with(
+        &dir,
+        &[
             "build",
             "-o",
             "d",
             "-f",
             "kernel+initrd,raw-efi,raw-bios",
             "image.yml",
-        ])
-        .env("KILN_CACHE", dir.join("cache"))
-        .env("PATH", path)
-        .output()
-        .expect("kiln");
+        ],
+        &[("PATH", &path)],
+    );
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{err}");
     assert!(

@@ -125,14 +125,7 @@ pub fn write(entries: &[Entry<'_>], volume_id: u32, label: &str, out: &Path) -> 
         .collect::<Result<Vec<u64>>>()?;
     let size = size_for(&sizes, dirs.len());
     let made = || format!("cannot make a FAT file system in {}", out.display());
-    let mut image = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(out)
-        .with_context(|| format!("cannot create {}", out.display()))?;
-    image.set_len(size).with_context(made)?;
+    let mut image = super::create_sized(out, size)?;
     fatfs::format_volume(
         &mut image,
         FormatVolumeOptions::new()

@@ -42,7 +42,8 @@ fn stage(tree: &Path, files: &[Staged<'_>]) -> Result<()> {
     let epoch = fs::FileTimes::new()
         .set_accessed(SystemTime::UNIX_EPOCH)
         .set_modified(SystemTime::UNIX_EPOCH);
-    let mut dirs: Vec<PathBuf> = vec![tree.to_owned()];
+    // The tree, each directory in it and each file: every one gets the epoch's times.
+    let mut stamped: Vec<PathBuf> = vec![tree.to_owned()];
     for (name, from) in files {
         let to = tree.join(name);
         let parent = to.parent().unwrap_or(tree).to_owned();
@@ -51,13 +52,13 @@ fn stage(tree: &Path, files: &[Staged<'_>]) -> Result<()> {
         fs::copy(from, &to)
             .with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
         let mut dir = parent;
-        while dir.starts_with(tree) && !dirs.contains(&dir) {
-            dirs.push(dir.clone());
+        while dir.starts_with(tree) && !stamped.contains(&dir) {
+            stamped.push(dir.clone());
             dir = dir.parent().unwrap_or(tree).to_owned();
         }
-        dirs.push(to);
+        stamped.push(to);
     }
-    for path in &dirs {
+    for path in &stamped {
         fs::File::open(path)
             .and_then(|file| file.set_times(epoch))
             .with_context(|| format!("cannot set the times of {}", path.display()))?;

@@ -28,6 +28,21 @@ use crate::pkg::tool;
 use fat::{Entry, Source};
 use host::Host;
 
+/// Creates (or empties) the image file at `path`, readable and writable, `len` bytes long:
+/// sparse until written.
+fn create_sized(path: &Path, len: u64) -> Result<fs::File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.set_len(len)
+        .with_context(|| format!("cannot size {}", path.display()))?;
+    Ok(file)
+}
+
 /// What a medium boots: files on the build host, and the kernel's command line.
 #[derive(Debug, Clone, Copy)]
 pub struct Boot<'a> {

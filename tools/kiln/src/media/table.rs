@@ -20,7 +20,8 @@ const SECTOR: u64 = 512;
 /// Where the partition starts, and the room left after it for the backup GPT.
 pub const ALIGN: u64 = 1 << 20;
 
-/// Creates `out`, `len` bytes for a partition of the given length, with the partition image at `partition` copied to [`ALIGN`].
+/// Creates `out`, `len` bytes for a partition of the given length, with the partition image at
+/// `partition` copied to [`ALIGN`]; returns it and the partition's length in whole sectors.
 fn disk_with(
     partition: &Path,
     out: &Path,
@@ -34,15 +35,7 @@ fn disk_with(
         .len()
         .div_ceil(SECTOR)
         * SECTOR;
-    let mut disk = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(out)
-        .with_context(|| format!("cannot create {}", out.display()))?;
-    disk.set_len(len(part_len))
-        .with_context(|| format!("cannot size {}", out.display()))?;
+    let mut disk = super::create_sized(out, len(part_len))?;
     disk.seek(SeekFrom::Start(ALIGN))
         .and_then(|_| io::copy(&mut from, &mut disk))
         .with_context(|| format!("cannot write {}", out.display()))?;
