@@ -292,12 +292,14 @@ fn run_given_a_directory_or_a_wrong_name_names_the_images_there() {
         ("notes-kernel", "no initrd beside it"),
         ("web.iso", "iso"),
         ("disk-efi.img", "gpt"),
+        ("disk-efi.iso", "iso"),
+        ("disk-efi-initrd.iso", "iso"),
     ] {
         std::fs::write(out.join(file), text).expect("write");
     }
     let images = format!(
-        "{outdir} holds {outdir}/db (kernel+initrd); {outdir}/disk (raw-efi); \
-         {outdir}/web (kernel+initrd, iso-bios)"
+        "{outdir} holds {outdir}/db (kernel+initrd); {outdir}/disk (raw-efi, iso-efi, \
+         iso-efi-initrd); {outdir}/web (kernel+initrd, iso-bios)"
     );
     let stderr = listed(&["run", outdir]);
     assert!(

@@ -123,13 +123,16 @@ fn images_in(dir: &Path) -> Vec<(PathBuf, Vec<Format>)> {
         .iter()
         .map(|format| format.medium_suffix().unwrap_or(INITRD))
         .collect();
+    // The longest suffix a name ends in is its format's: `NAME-efi.iso` is NAME's iso-efi,
+    // not the iso-bios of an image called `NAME-efi`.
     let mut prefixes: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .flat_map(|name| {
-            suffixes
+        .filter_map(|name| {
+            let suffix = suffixes
                 .iter()
-                .filter_map(|suffix| name.strip_suffix(suffix).map(|p| dir.join(p)))
-                .collect::<Vec<_>>()
+                .filter(|suffix| name.ends_with(*suffix))
+                .max_by_key(|suffix| suffix.len())?;
+            Some(dir.join(&name[..name.len() - suffix.len()]))
         })
         .collect();
     prefixes.sort();
