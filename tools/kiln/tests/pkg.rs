@@ -371,6 +371,67 @@ fn an_unchanged_package_is_found_without_cargo_and_a_changed_one_says_why() {
     );
 }
 
+/// `deb: e2fsprogs` alone gives programs that run: the image holds what they load from the
+/// packages e2fsprogs depends on (libc6, libext2fs2, ...) and nothing of those it needs
+/// nothing from (logsave). mke2fs is run through the image's own loader with only the image's
+/// library directories, so a library left out fails the run.
+#[test]
+fn a_debian_package_brings_the_libraries_its_programs_load() {
+    let cache = tempfile::tempdir().expect("cache");
+    let pkg = package("e2fs", "image: e2fs\ncontents:\n  - deb: e2fsprogs\n");
+    let dir = pkg.path().to_str().expect("utf-8");
+    let built = kiln(cache.path(), &["pkg", "build", dir]);
+    let said = text(&built.stderr);
+    assert!(built.status.success(), "{said}");
+    assert!(
+        said.contains("the libraries its programs load come from")
+            && said.contains("libc6")
+            && said.contains("libext2fs2"),
+        "{said}"
+    );
+    assert!(!said.contains("logsave"), "logsave adds nothing: {said}");
+    let reference = text(&built.stdout).trim().to_owned();
+    let tree = image(cache.path(), &reference).rootfs;
+    for key in [
+        "sbin/mke2fs",
+        "sbin/e2fsck",
+        "etc/mke2fs.conf",
+        "lib64/ld-linux-x86-64.so.2",
+        "lib/x86_64-linux-gnu/libc.so.6",
+        "lib/x86_64-linux-gnu/libext2fs.so.2",
+    ] {
+        assert!(tree.contains(key), "{key} is in the image");
+    }
+    assert!(!tree.contains("sbin/logsave"), "logsave's program is not");
+    assert!(
+        !tree.contains("usr/share/doc/libc6"),
+        "only what is loaded is taken from a dependency"
+    );
+
+    let root = tempfile::tempdir().expect("root");
+    let tar = kiln::tree::archive::write_tar(&tree, Vec::new()).expect("tar");
+    tar::Archive::new(tar.as_slice())
+        .unpack(root.path())
+        .expect("unpack the image");
+    let lib = |dir: &str| root.path().join(dir).display().to_string();
+    let output = Command::new(root.path().join("lib64/ld-linux-x86-64.so.2"))
+        .arg("--inhibit-cache")
+        .arg("--library-path")
+        .arg(format!(
+            "{}:{}",
+            lib("lib/x86_64-linux-gnu"),
+            lib("usr/lib/x86_64-linux-gnu")
+        ))
+        .arg(root.path().join("sbin/mke2fs"))
+        .arg("-V")
+        .env_clear()
+        .output()
+        .expect("run mke2fs");
+    let said = text(&output.stderr);
+    assert!(output.status.success(), "mke2fs -V: {said}");
+    assert!(said.contains("Using EXT2FS Library"), "{said}");
+}
+
 #[test]
 fn a_missing_file_or_an_unknown_deb_fails_without_a_cache_entry() {
     let cache = tempfile::tempdir().expect("cache");

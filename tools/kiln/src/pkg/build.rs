@@ -18,6 +18,7 @@ use crate::oci::layout::{self, Layout};
 use crate::pkg::debian::Debian;
 use crate::pkg::inputs::Inputs;
 use crate::pkg::kernel;
+use crate::pkg::libraries::{self, Provider};
 use crate::pkg::package::{Package, Step};
 use crate::tree::hostdir;
 use crate::tree::{self, Kind, Node, Tree};
@@ -169,10 +170,10 @@ fn contents(
                 tree.put(&key_of(&to), Node::file(binary.bytes, mode));
             }
             Step::Deb { name, keep } => {
-                let record = inputs
+                let (record, dependencies) = inputs
                     .records
                     .get(&name)
-                    .and_then(|records| records.first())
+                    .and_then(|records| records.split_first())
                     .ok_or_else(|| anyhow!("{}: `{name}` was not looked up", at("deb")))?;
                 progress(&format!("unpacking {} {}", record.name, record.version));
                 let deb = debian.fetch(record).with_context(|| at("deb"))?;
@@ -181,6 +182,25 @@ fn contents(
                     Some(keep) => kept(&files, &keep).with_context(|| at("keep"))?,
                     None => files,
                 };
+                let mut dependencies = dependencies.iter();
+                let libraries = libraries::resolve(&record.name, &files, || {
+                    let Some(record) = dependencies.next() else {
+                        return Ok(None);
+                    };
+                    let deb = debian.fetch(record)?;
+                    Ok(Some(Provider {
+                        name: format!("{} {}", record.name, record.version),
+                        files: Debian::unpack(&deb)?,
+                    }))
+                })
+                .with_context(|| at("deb"))?;
+                if !libraries.packages.is_empty() {
+                    progress(&format!(
+                        "the libraries its programs load come from {}",
+                        libraries.packages.join(", ")
+                    ));
+                }
+                tree.graft("", &libraries.files);
                 tree.graft("", &files);
             }
             Step::Applets { busybox } => {

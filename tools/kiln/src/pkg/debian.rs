@@ -3,7 +3,8 @@
 //! by Debian and checked against apt's SHA256, and its files unpacked with `dpkg-deb`. apt's
 //! answers are kept in the cache beside the `.deb` files for as long as what apt answers from
 //! (its package lists, its configuration and dpkg's status) is unchanged, so asking again costs
-//! no apt-cache run (a third of a second each).
+//! no apt-cache run (a third of a second each). A package's runtime dependencies are its
+//! Depends and Pre-Depends closure ([`Debian::closure`]), looked up one level at a time.
 //! Runs in: `kiln pkg build` on a Debian build host. Runs apt-cache, apt-get and dpkg-deb;
 //! writes only into the cache directory.
 
@@ -32,14 +33,25 @@ pub struct Record {
     pub sha256: String,
     /// The `.deb` file's name in the archive.
     pub filename: String,
-    /// Package names this one depends on (first of each alternative).
-    pub depends: Vec<String>,
+    /// What this one needs installed first or beside it (Pre-Depends, then Depends): for
+    /// each dependency, the package names of its alternatives in apt's order.
+    pub depends: Vec<Vec<String>>,
 }
 
 impl Record {
     /// Parses the first paragraph of `apt-cache show` output.
     pub fn parse(text: &str) -> Option<Self> {
-        let paragraph = text.split("\n\n").next()?;
+        Self::parse_paragraph(text.split("\n\n").next()?)
+    }
+
+    /// Parses every paragraph of `apt-cache show` output that is a package's record.
+    pub fn parse_all(text: &str) -> Vec<Self> {
+        text.split("\n\n")
+            .filter_map(Self::parse_paragraph)
+            .collect()
+    }
+
+    fn parse_paragraph(paragraph: &str) -> Option<Self> {
         let field = |name: &str| {
             paragraph.lines().find_map(|line| {
                 line.strip_prefix(name)
@@ -47,13 +59,22 @@ impl Record {
                     .map(|value| value.trim().to_owned())
             })
         };
-        let depends = field("Depends")
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|alternatives| {
-                let first = alternatives.split('|').next()?.trim();
-                let name = first.split([' ', '(', ':']).next()?.trim();
-                (!name.is_empty()).then(|| name.to_owned())
+        let depends = ["Pre-Depends", "Depends"]
+            .into_iter()
+            .filter_map(field)
+            .flat_map(|list| {
+                list.split(',')
+                    .map(|alternatives| {
+                        alternatives
+                            .split('|')
+                            .filter_map(|one| {
+                                let name = one.trim().split([' ', '(', ':']).next()?.trim();
+                                (!name.is_empty()).then(|| name.to_owned())
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|alternatives| !alternatives.is_empty())
+                    .collect::<Vec<_>>()
             })
             .collect();
         Some(Record {
@@ -66,8 +87,13 @@ impl Record {
     }
 }
 
-/// The packages apt was asked about in this run: apt's answer does not change within one.
-static SHOWN: OnceLock<Mutex<HashMap<String, Record>>> = OnceLock::new();
+/// The packages apt was asked about in this run (`None`: no package of that name, or a purely
+/// virtual one): apt's answer does not change within one.
+static SHOWN: OnceLock<Mutex<HashMap<String, Option<Record>>>> = OnceLock::new();
+
+/// Changes whenever what is kept of apt's answers does, so answers kept in another shape are
+/// asked again.
+const ANSWERS_FORMAT: &str = "answers 2";
 
 /// What apt's answers depend on: its package lists, its configuration, and the installed
 /// versions (a candidate can be the installed one).
@@ -82,7 +108,7 @@ const APT_SOURCES: [&str; 4] = [
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Answers {
     state: String,
-    records: HashMap<String, Record>,
+    records: HashMap<String, Option<Record>>,
 }
 
 /// A digest of the name, size and modification time of every file under `paths` (and of
@@ -128,7 +154,7 @@ fn apt_state() -> &'static str {
     static STATE: OnceLock<String> = OnceLock::new();
     STATE.get_or_init(|| {
         let sources: Vec<&Path> = APT_SOURCES.iter().map(Path::new).collect();
-        sources_state(&sources)
+        format!("{ANSWERS_FORMAT} {}", sources_state(&sources))
     })
 }
 
@@ -136,6 +162,68 @@ fn apt_state() -> &'static str {
 #[derive(Debug, Clone)]
 pub struct Debian {
     pub cache: PathBuf,
+}
+
+/// `root` and the closure of its dependencies, looking names up with `lookup` (one call for
+/// each level, `None` for a name with no package). See [`Debian::closure`].
+pub fn closure(
+    root: Record,
+    mut lookup: impl FnMut(&[&str]) -> Result<Vec<Option<Record>>>,
+) -> Result<Vec<Record>> {
+    let mut taken: Vec<Record> = vec![root];
+    let mut known: HashMap<String, Option<usize>> = HashMap::new();
+    known.insert(taken[0].name.clone(), Some(0));
+    let mut level = 0..1;
+    while !level.is_empty() {
+        let groups: Vec<Vec<String>> = taken[level.clone()]
+            .iter()
+            .flat_map(|record| record.depends.iter().cloned())
+            .collect();
+        let ask: Vec<&str> = {
+            let mut ask: Vec<&str> = groups
+                .iter()
+                .flatten()
+                .map(String::as_str)
+                .filter(|name| !known.contains_key(*name))
+                .collect();
+            ask.sort_unstable();
+            ask.dedup();
+            ask
+        };
+        let answers = if ask.is_empty() {
+            Vec::new()
+        } else {
+            lookup(&ask)?
+        };
+        let mut found: HashMap<&str, Record> = HashMap::new();
+        for (name, answer) in ask.iter().zip(answers) {
+            match answer {
+                Some(record) => {
+                    found.insert(name, record);
+                }
+                None => {
+                    known.insert((*name).to_owned(), None);
+                }
+            }
+        }
+        let start = taken.len();
+        for group in &groups {
+            if group
+                .iter()
+                .any(|name| known.get(name).is_some_and(Option::is_some))
+            {
+                continue;
+            }
+            if let Some(name) = group.iter().find(|name| found.contains_key(name.as_str())) {
+                if let Some(record) = found.remove(name.as_str()) {
+                    known.insert(name.clone(), Some(taken.len()));
+                    taken.push(record);
+                }
+            }
+        }
+        level = start..taken.len();
+    }
+    Ok(taken)
 }
 
 impl Debian {
@@ -149,35 +237,73 @@ impl Debian {
 
     /// The version of `name` apt would install; asked once per run.
     pub fn show(&self, name: &str) -> Result<Record> {
+        self.lookup(&[name])?.pop().flatten().ok_or_else(|| {
+            anyhow!(
+                "Debian package `{name}` is not known to apt; is the name right, and has \
+                 `apt-get update` run?"
+            )
+        })
+    }
+
+    /// `name` and every package it needs to run, as apt would install them: the closure of
+    /// Pre-Depends and Depends, each dependency met by the first of its alternatives apt has
+    /// a package of (one already taken wins). A dependency only virtual packages would meet
+    /// is left out. `name` comes first, then the others by distance from it.
+    pub fn closure(&self, name: &str) -> Result<Vec<Record>> {
+        let root = self.show(name)?;
+        closure(root, |names| self.lookup(names))
+    }
+
+    /// apt's record of each of `names` (`None` where there is no such package), from this
+    /// run's answers, the kept ones, or one apt-cache run for all that are left.
+    fn lookup(&self, names: &[&str]) -> Result<Vec<Option<Record>>> {
         let mut shown = SHOWN
             .get_or_init(Mutex::default)
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(record) = shown.get(name) {
-            return Ok(record.clone());
-        }
-        let state = apt_state();
-        let file = self.cache.join("apt/answers.json");
-        let mut answers = fs::read(&file)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Answers>(&bytes).ok())
-            .filter(|answers| answers.state == state)
-            .unwrap_or_default();
-        let record = match answers.records.get(name) {
-            Some(record) => record.clone(),
-            None => {
-                let record = self.ask_apt(name)?;
+        let mut unknown: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|name| !shown.contains_key(*name))
+            .collect();
+        if !unknown.is_empty() {
+            let state = apt_state();
+            let file = self.cache.join("apt/answers.json");
+            let mut answers = fs::read(&file)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Answers>(&bytes).ok())
+                .filter(|answers| answers.state == state)
+                .unwrap_or_default();
+            unknown.retain(|name| match answers.records.get(*name) {
+                Some(record) => {
+                    shown.insert((*name).to_owned(), record.clone());
+                    false
+                }
+                None => true,
+            });
+            if !unknown.is_empty() {
+                let mut found: HashMap<String, Record> = self
+                    .ask_apt(&unknown)?
+                    .into_iter()
+                    .map(|record| (record.name.clone(), record))
+                    .collect();
                 answers.state = state.to_owned();
-                answers.records.insert(name.to_owned(), record.clone());
+                for name in unknown {
+                    let record = found.remove(name);
+                    answers.records.insert(name.to_owned(), record.clone());
+                    shown.insert(name.to_owned(), record);
+                }
                 keep_hint(&file, &answers);
-                record
             }
-        };
-        shown.insert(name.to_owned(), record.clone());
-        Ok(record)
+        }
+        Ok(names
+            .iter()
+            .map(|name| shown.get(*name).cloned().flatten())
+            .collect())
     }
 
-    fn ask_apt(&self, name: &str) -> Result<Record> {
+    /// The records apt-cache shows for `names`; names it has no package of are left out.
+    fn ask_apt(&self, names: &[&str]) -> Result<Vec<Record>> {
         // apt's binary package cache is kept with the .debs: apt-cache otherwise rebuilds it
         // from the package lists on every run (most of a second) wherever the system's copy is
         // switched off, as in Debian's container images, or not writable by this user.
@@ -194,27 +320,23 @@ impl Debian {
             }
         }
         let output = command
-            .args(["show", "--no-all-versions", name])
+            .args(["show", "--no-all-versions"])
+            .args(names)
             .stdin(Stdio::null())
             .output()
             .context("cannot run apt-cache (is this a Debian machine?)")?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        match Record::parse(&text) {
-            Some(record) if output.status.success() => Ok(record),
-            _ => {
-                let said = String::from_utf8_lossy(&output.stderr);
-                let said = said.trim();
-                bail!(
-                    "Debian package `{name}` is not known to apt{}; is the name right, and has \
-                     `apt-get update` run?",
-                    if said.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({said})")
-                    }
-                )
-            }
+        let records = Record::parse_all(&String::from_utf8_lossy(&output.stdout));
+        let said = String::from_utf8_lossy(&output.stderr);
+        // apt-cache fails when it has none of the names; that answer is "no such package".
+        if !output.status.success() && records.is_empty() && !said.contains("No packages found") {
+            bail!(
+                "apt-cache show {} failed ({}): {}",
+                names.join(" "),
+                output.status,
+                said.trim()
+            );
         }
+        Ok(records)
     }
 
     /// The `.deb` of `record`, from the cache or fetched into it; checked against apt's
@@ -295,9 +417,101 @@ mod tests {
         );
         assert_eq!(
             record.depends,
-            ["linux-image-6.1.0-41-cloud-amd64", "foo", "baz"]
+            [
+                vec!["linux-image-6.1.0-41-cloud-amd64"],
+                vec!["foo", "bar"],
+                vec!["baz"]
+            ]
         );
         assert_eq!(Record::parse("N: purely virtual\n"), None);
+    }
+
+    /// apt's records (the fields kiln reads) of e2fsprogs and what it depends on, as Debian 12
+    /// has them, with two made-up packages for alternatives and virtual names.
+    const E2FSPROGS: &str = "\
+Package: e2fsprogs\nVersion: 1.47.0-2+b2\nDepends: logsave\nPre-Depends: libblkid1 (>= 2.36), \
+libc6 (>= 2.34), libcom-err2 (>= 1.43.9), libext2fs2 (= 1.47.0-2+b2), libss2 (>= 1.38), \
+libuuid1 (>= 2.16)\nFilename: pool/main/e/e2fsprogs/e2fsprogs_1.47.0-2+b2_amd64.deb\nSHA256: 01\n\n\
+Package: logsave\nVersion: 1.47.0-2+b2\nDepends: libc6 (>= 2.34)\nFilename: l.deb\nSHA256: 02\n\n\
+Package: libblkid1\nVersion: 2.38.1-5+deb12u3\nDepends: libc6 (>= 2.33)\nFilename: b.deb\nSHA256: 03\n\n\
+Package: libc6\nVersion: 2.36-9+deb12u14\nDepends: libgcc-s1\nFilename: c.deb\nSHA256: 04\n\n\
+Package: libcom-err2\nVersion: 1.47.0-2+b2\nDepends: libc6 (>= 2.17)\nFilename: e.deb\nSHA256: 05\n\n\
+Package: libext2fs2\nVersion: 1.47.0-2+b2\nDepends: libc6 (>= 2.34)\nFilename: f.deb\nSHA256: 06\n\n\
+Package: libss2\nVersion: 1.47.0-2+b2\nDepends: libcom-err2, libc6 (>= 2.34)\nFilename: s.deb\n\
+SHA256: 07\n\n\
+Package: libuuid1\nVersion: 2.38.1-5+deb12u3\nDepends: libc6 (>= 2.25)\nFilename: u.deb\nSHA256: 08\n\n\
+Package: libgcc-s1\nVersion: 12.2.0-14+deb12u1\nDepends: gcc-12-base (= 12.2.0-14+deb12u1), \
+libc6 (>= 2.35)\nFilename: g.deb\nSHA256: 09\n\n\
+Package: gcc-12-base\nVersion: 12.2.0-14+deb12u1\nFilename: h.deb\nSHA256: 10\n\n\
+Package: tool\nVersion: 1\nDepends: libc6, debconf (>= 0.5) | debconf-2.0, mawk | awk, \
+virtual-only\nFilename: t.deb\nSHA256: 11\n\n\
+Package: debconf\nVersion: 1.5.82\nFilename: d.deb\nSHA256: 12\n";
+
+    /// A lookup answering from [`E2FSPROGS`] and counting its calls.
+    fn lookup_in<'a>(
+        text: &str,
+        calls: &'a mut Vec<Vec<String>>,
+    ) -> impl FnMut(&[&str]) -> Result<Vec<Option<Record>>> + 'a {
+        let records = Record::parse_all(text);
+        move |names: &[&str]| {
+            calls.push(names.iter().map(|name| (*name).to_owned()).collect());
+            Ok(names
+                .iter()
+                .map(|name| records.iter().find(|record| record.name == *name).cloned())
+                .collect())
+        }
+    }
+
+    #[test]
+    fn the_closure_of_e2fsprogs_is_its_pre_depends_and_depends_level_by_level() {
+        let all = Record::parse_all(E2FSPROGS);
+        let root = all[0].clone();
+        assert_eq!(root.depends[0], ["libblkid1"], "Pre-Depends come first");
+        assert_eq!(root.depends[6], ["logsave"]);
+        let mut calls = Vec::new();
+        let closure = closure(root, lookup_in(E2FSPROGS, &mut calls)).expect("closure");
+        let names: Vec<&str> = closure.iter().map(|record| record.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "e2fsprogs",
+                "libblkid1",
+                "libc6",
+                "libcom-err2",
+                "libext2fs2",
+                "libss2",
+                "libuuid1",
+                "logsave",
+                "libgcc-s1",
+                "gcc-12-base"
+            ]
+        );
+        assert_eq!(closure[2].version, "2.36-9+deb12u14");
+        assert_eq!(
+            calls.len(),
+            3,
+            "one lookup per level, each name once: {calls:?}"
+        );
+        assert_eq!(calls[1], ["libgcc-s1"], "libc6 was not asked again");
+    }
+
+    #[test]
+    fn alternatives_take_the_first_real_package_and_virtual_names_are_left_out() {
+        let all = Record::parse_all(E2FSPROGS);
+        let tool = all
+            .iter()
+            .find(|record| record.name == "tool")
+            .expect("tool")
+            .clone();
+        let mut calls = Vec::new();
+        let closure = closure(tool, lookup_in(E2FSPROGS, &mut calls)).expect("closure");
+        let names: Vec<&str> = closure.iter().map(|record| record.name.as_str()).collect();
+        // mawk is not in the data (as a name apt does not know): awk is virtual, so that
+        // dependency is left out, as is virtual-only.
+        assert_eq!(
+            names,
+            ["tool", "libc6", "debconf", "libgcc-s1", "gcc-12-base"]
+        );
     }
 
     #[test]
@@ -337,7 +551,7 @@ mod tests {
         let write = |state: String, name: &str| {
             let answers = Answers {
                 state,
-                records: [(name.to_owned(), record(name))].into(),
+                records: [(name.to_owned(), Some(record(name)))].into(),
             };
             fs::create_dir_all(dir.path().join("apt")).expect("mkdir");
             fs::write(

@@ -41,7 +41,8 @@ pub struct Inputs {
     pub tag: String,
     /// The workspace its binaries come from, when it takes any.
     pub workspace: Option<Workspace>,
-    /// Apt's records for each `deb` and `kernel` step, by package name as written.
+    /// Apt's records for each `deb` step (the package, then its dependencies) and `kernel`
+    /// step, by package name as written.
     pub records: HashMap<String, Vec<Record>>,
     /// What is recorded once the package is in the cache.
     now: Recorded,
@@ -63,6 +64,18 @@ struct Recorded {
     sources: BTreeMap<String, String>,
     /// The version of each Debian package, by name.
     debian: BTreeMap<String, String>,
+}
+
+impl Recorded {
+    /// Counts the Debian package of `record` in the tag (as `what`) and records its version.
+    fn debian_input(&mut self, hash: &mut Sha256, what: &str, record: &Record) {
+        hash.update(format!(
+            "{what}\0{}\0{}\0{}\0",
+            record.name, record.version, record.sha256
+        ));
+        self.debian
+            .insert(record.name.clone(), record.version.clone());
+    }
 }
 
 impl Inputs {
@@ -101,23 +114,19 @@ impl Inputs {
                     now.graphs.push(graph);
                 }
                 Step::Deb { name, .. } => {
-                    let record = debian.show(&name)?;
-                    hash.update(format!(
-                        "deb\0{name}\0{}\0{}\0",
-                        record.version, record.sha256
-                    ));
-                    now.debian.insert(name.clone(), record.version.clone());
-                    records.insert(name, vec![record]);
+                    // The package, then what it depends on: the libraries its programs load
+                    // come from those.
+                    let closure = debian.closure(&name)?;
+                    for (index, record) in closure.iter().enumerate() {
+                        let what = if index == 0 { "deb" } else { "dependency" };
+                        now.debian_input(&mut hash, what, record);
+                    }
+                    records.insert(name, closure);
                 }
                 Step::Kernel { name } => {
                     let chain = kernel::records(debian, &name)?;
                     for record in &chain {
-                        hash.update(format!(
-                            "kernel\0{}\0{}\0{}\0",
-                            record.name, record.version, record.sha256
-                        ));
-                        now.debian
-                            .insert(record.name.clone(), record.version.clone());
+                        now.debian_input(&mut hash, "kernel", record);
                     }
                     records.insert(name, chain);
                 }

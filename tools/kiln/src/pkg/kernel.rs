@@ -43,6 +43,7 @@ pub fn records(debian: &Debian, name: &str) -> Result<Vec<Record>> {
         let next = last
             .into_iter()
             .flatten()
+            .flatten()
             .find(|dep| dep.starts_with("linux-image-"));
         match next {
             Some(next) => records.push(debian.show(&next)?),

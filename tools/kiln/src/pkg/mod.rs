@@ -6,6 +6,7 @@ pub mod build;
 pub mod debian;
 pub mod inputs;
 pub mod kernel;
+pub mod libraries;
 pub mod package;
 pub mod tool;
 pub mod workspace;
