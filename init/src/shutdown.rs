@@ -1,7 +1,8 @@
 //! Ending the system: the shutdown.d scripts, the supervisor asked to stop (it runs onshutdown
 //! and stops every service in reverse dependency order within their timeouts), then every
 //! process left sent SIGTERM and, past a deadline, SIGKILL; sync; disks, overlays and network
-//! filesystems unmounted; reboot(2) with the requested action.
+//! filesystems unmounted (a disk still busy remounted read-only, so its filesystem is clean
+//! at the next boot), each said on the console; reboot(2) with the requested action.
 //! Runs in: PID 1's main loop, once a shutdown signal came; never returns as the system's init.
 //! In userspace mode nothing is unmounted and init exits instead of calling reboot(2); it
 //! signals every process of its pid namespace only when it is that namespace's PID 1, and
@@ -14,7 +15,8 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use nix::mount::{umount2, MntFlags};
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::reboot::{reboot, RebootMode};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -84,6 +86,7 @@ pub fn run(action: Action, supervisor: &mut Supervisor, signals: &Signals, syste
     }
     stop_everything(signals);
     nix::unistd::sync();
+    say!("{action}: filesystems synced");
     if !system {
         say!("{action}: done");
         return;
@@ -201,17 +204,37 @@ fn descendants(pid: Pid) -> Vec<Pid> {
     found
 }
 
-/// Unmounts disks and overlays, and detaches network filesystems, newest mount first.
+/// Unmounts disks and overlays, and detaches network filesystems, newest mount first. A
+/// disk or overlay that is busy (a process of another mount namespace left it pinned) is
+/// remounted read-only instead: its filesystem is written out and marked clean.
 fn unmount_all() {
     let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
     for (target, fstype) in unmount_plan(&mounts) {
-        let flags = if DETACHED.contains(&fstype.as_str()) {
+        let detach = DETACHED.contains(&fstype.as_str());
+        let flags = if detach {
             MntFlags::MNT_DETACH
         } else {
             MntFlags::empty()
         };
-        if let Err(err) = umount2(target.as_str(), flags) {
-            say!("unmount {target} ({fstype}): {err}");
+        match umount2(target.as_str(), flags) {
+            Ok(()) if detach => say!("detached {target} ({fstype})"),
+            Ok(()) => say!("unmounted {target} ({fstype})"),
+            Err(Errno::EBUSY) if !detach => {
+                let remount = mount(
+                    None::<&str>,
+                    target.as_str(),
+                    None::<&str>,
+                    MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                    None::<&str>,
+                );
+                match remount {
+                    Ok(()) => say!("{target} ({fstype}) is busy: remounted read-only"),
+                    Err(err) => say!(
+                        "{target} ({fstype}) is busy, and remounting it read-only failed: {err}"
+                    ),
+                }
+            }
+            Err(err) => say!("unmount {target} ({fstype}): {err}"),
         }
     }
 }

@@ -18,6 +18,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use kiln::run::disk::Disk;
 use kiln::run::network::{Mac, Network, Networking, Publish};
 pub use kiln::run::qemu::Outcome;
 use kiln::run::qemu::{Console, Machine};
@@ -319,7 +320,7 @@ impl Vm {
             initrd.to_path_buf(),
             self.cmdline.clone(),
         );
-        machine.disks.clone_from(&self.disks);
+        machine.disks = self.disks.iter().map(Disk::raw).collect();
         machine.timeout = Some(self.timeout);
         machine.network.clone_from(&self.network);
         run(&machine, self.dir.path())

@@ -12,6 +12,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -56,27 +57,46 @@ fn boot_with(
     args: &[String],
     during: impl FnOnce(&mut LiveConsole),
 ) -> Run {
-    let kiln = release_binary("kiln");
     // The format `kiln run` is told to boot is the one built.
-    let format = args
-        .windows(2)
+    let out = build(name, manifests, format_in(args).as_slice());
+    boot_built(name, out.path(), checks, args, during)
+}
+
+/// The format `--format F` in `args` names.
+fn format_in(args: &[String]) -> Option<&str> {
+    args.windows(2)
         .find(|pair| pair[0] == "--format")
-        .map(|pair| pair[1].as_str());
-    let out = build(name, manifests, format.as_slice());
+        .map(|pair| pair[1].as_str())
+}
+
+/// `kiln run` of the image `name` built in `out`, with `args` besides the network.
+fn kiln_run(name: &str, out: &Path, args: &[String]) -> std::process::Child {
     let networking = if args.iter().any(|arg| arg == "--networking") {
         &[][..]
     } else {
         &["--networking", "user,restrict=on"][..]
     };
-    let mut child = Command::new(&kiln)
+    Command::new(release_binary("kiln"))
         .args(["run", "--timeout", TIMEOUT])
         .args(networking)
         .args(args)
-        .arg(out.path().join(name))
+        .arg(out.join(name))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run kiln run");
+        .expect("run kiln run")
+}
+
+/// As [`boot_with`], for an image already built in `out`.
+fn boot_built(
+    name: &str,
+    out: &Path,
+    checks: usize,
+    args: &[String],
+    during: impl FnOnce(&mut LiveConsole),
+) -> Run {
+    let format = format_in(args);
+    let mut child = kiln_run(name, out, args);
     let mut console = LiveConsole::of(&mut child);
     during(&mut console);
     let (status, stderr) = console.finish(&mut child);
@@ -479,4 +499,172 @@ fn a_raw_bios_disk_boots_under_seabios() {
 #[test]
 fn a_bios_iso_boots_from_a_cd_under_seabios() {
     boots_as("iso-bios");
+}
+
+/// `--disk file=PATH,size=64M`: created blank by the first `kiln run`, kept after.
+fn data_disk(path: &Path) -> Vec<String> {
+    vec![
+        "--disk".to_owned(),
+        format!("file={},size=64M", path.display()),
+    ]
+}
+
+/// The ext4 filesystem of the disk image's first partition, as e2fsprogs opens it from the
+/// host: `PATH?offset=BYTES`, the offset read from the MBR's first entry.
+fn first_partition(disk: &Path) -> String {
+    let bytes = std::fs::read(disk).expect("read the disk");
+    let start = u32::from_le_bytes(bytes[454..458].try_into().expect("four bytes"));
+    assert!(start > 0, "{}: no first partition", disk.display());
+    format!("{}?offset={}", disk.display(), u64::from(start) * 512)
+}
+
+/// Runs one of the host's e2fsprogs tools on the disk's first partition.
+fn e2fs(tool: &str, args: &[&str], disk: &Path) -> std::process::Output {
+    Command::new(tool)
+        .args(args)
+        .arg(first_partition(disk))
+        .output()
+        .unwrap_or_else(|err| panic!("run {tool}: {err}"))
+}
+
+/// `e2fsck -fn` on the host finds the disk's filesystem clean.
+fn assert_clean(disk: &Path) {
+    let check = e2fs("e2fsck", &["-fn"], disk);
+    assert!(
+        check.status.success(),
+        "e2fsck -fn: {}\n{}{}",
+        check.status,
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// A file of the disk's filesystem, read on the host by debugfs.
+fn disk_file(disk: &Path, path: &str) -> String {
+    let cat = e2fs("debugfs", &["-R", &format!("cat {path}")], disk);
+    String::from_utf8_lossy(&cat.stdout).into_owned()
+}
+
+/// LinuxKit's format and mount packages as its examples use them, with a disk that `kiln run
+/// --disk file=...,size=...` creates: the first boot formats the blank disk and mounts it by
+/// label, the diary writes, and poweroff leaves the filesystem clean (e2fsck on the host);
+/// the next boot finds it formatted (format says so and changes nothing), checks it and
+/// mounts it with the first boot's line still there.
+#[test]
+fn a_blank_disk_is_formatted_once_mounted_at_every_boot_and_left_clean() {
+    let dir = tempfile::tempdir().expect("dir");
+    let disk = dir.path().join("data.img");
+    let manifests = ["yml/persistent.yml", "tests/vm/cases/persistent.yml"];
+    let out = build("persistent", &manifests, &[]);
+
+    let first = boot_built("persistent", out.path(), 3, &data_disk(&disk), |_| ());
+    first.assert_printed("format: partitioning /dev/vda (dos table, one Linux partition)");
+    first.assert_printed("format: made ext4 labelled data on /dev/vda1");
+    first.assert_printed("mountie: mounted /dev/vda1 (ext4 labelled data) on /var/lib/data");
+    first.assert_printed("init: unmounted /var/lib/data (ext4)");
+    assert_eq!(
+        std::fs::metadata(&disk)
+            .expect("the disk was created")
+            .len(),
+        64 << 20
+    );
+    assert_clean(&disk);
+    assert_eq!(disk_file(&disk, "/boots").lines().count(), 1);
+
+    let second = boot_built("persistent", out.path(), 3, &data_disk(&disk), |_| ());
+    second.assert_printed("format: nothing to do: /dev/vda1 already holds ext4 labelled data");
+    second.assert_printed("mountie: checked /dev/vda1 (ext4): clean");
+    assert!(
+        !second.console.contains("format: partitioning"),
+        "formatted again:\n{}",
+        second.console
+    );
+    assert_clean(&disk);
+    let boots = disk_file(&disk, "/boots");
+    assert_eq!(boots.lines().count(), 2, "{boots}");
+}
+
+/// A power cut: qemu is killed while a service writes to the disk, after it synced a marker.
+/// The filesystem is left needing recovery; the next boot's mountie recovers the journal
+/// before mounting, the marker is there, and the disk is clean after that boot's poweroff.
+#[test]
+fn a_power_cut_during_writes_is_recovered_at_the_next_boot() {
+    let dir = tempfile::tempdir().expect("dir");
+    let disk = dir.path().join("data.img");
+    let cut = build(
+        "powercut",
+        &["yml/persistent.yml", "tests/vm/cases/powercut.yml"],
+        &[],
+    );
+    let mut child = kiln_run("powercut", cut.path(), &data_disk(&disk));
+    let mut console = LiveConsole::of(&mut child);
+    console.wait_for(
+        "PROBE PASS exists /var/lib/data/synced",
+        Duration::from_secs(200),
+    );
+    // The power goes: qemu, kiln run's child, is killed outright.
+    let qemu = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+        .expect("kiln run's children");
+    for pid in qemu.split_whitespace() {
+        let pid: i32 = pid.parse().expect("a pid");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL)
+            .expect("kill qemu");
+    }
+    let (status, _) = console.finish(&mut child);
+    assert!(!status.success(), "the VM was cut off, not powered off");
+    let header = e2fs("dumpe2fs", &["-h"], &disk);
+    assert!(
+        String::from_utf8_lossy(&header.stdout).contains("needs_recovery"),
+        "the cut left the journal to recover"
+    );
+
+    let out = build(
+        "persistent",
+        &["yml/persistent.yml", "tests/vm/cases/persistent.yml"],
+        &[],
+    );
+    let after = boot_built("persistent", out.path(), 3, &data_disk(&disk), |_| ());
+    after.assert_printed("mountie: checked /dev/vda1 (ext4)");
+    after.assert_printed("recovering journal");
+    after.assert_printed("mountie: mounted /dev/vda1 (ext4 labelled data) on /var/lib/data");
+    assert_eq!(disk_file(&disk, "/marker"), "synced-before-the-cut\n");
+    assert_clean(&disk);
+}
+
+/// LinuxKit's format_mount cases on three blank disks: a named disk formatted (ext4) and
+/// left alone when asked again without -force, -force with a gpt table and xfs, the first
+/// empty disk found for btrfs; mounts of the first Linux partition no one uses, by device
+/// (in use already: not checked again) and by label, and a label no disk has failing within
+/// its timeout while the boot goes on.
+#[test]
+fn format_and_mountie_take_linuxkits_flags_on_three_disks() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut args = Vec::new();
+    // xfs needs 300 MB at least; the files are sparse.
+    for name in ["a", "b", "c"] {
+        args.push("--disk".to_owned());
+        args.push(format!(
+            "file={},size=320M",
+            dir.path().join(name).display()
+        ));
+    }
+    let run = boot_with("disks", &["tests/vm/cases/disks.yml"], 5, &args, |_| ());
+    run.assert_printed("mountie: mounted /dev/vda1 (ext4 labelled one) on /var/lib/first");
+    run.assert_printed("mountie: /dev/vda1 is mounted elsewhere already: not checked");
+    run.assert_printed("mountie: mounted /dev/vda1 (ext4 labelled one) on /var/lib/one");
+    run.assert_printed("format: made ext4 labelled one on /dev/vda1");
+    run.assert_printed(
+        "format: /dev/vda holds a dos partition table: left alone, nothing was changed (-force \
+         formats it anyway)",
+    );
+    run.assert_printed("format: formatting /dev/vdb whatever it holds, as -force asks");
+    run.assert_printed("format: partitioning /dev/vdb (gpt table, one Linux partition)");
+    run.assert_printed("format: made xfs labelled two on /dev/vdb1");
+    run.assert_printed("format: made btrfs labelled three on /dev/vdc1");
+    run.assert_printed(
+        "mountie: a filesystem with LABEL nowhere did not appear within 2 s: /var/lib/none is \
+         left unmounted",
+    );
+    run.assert_printed("onboot 004-mount-none: failed: exited with status 1");
+    run.assert_printed("mountie: mounted /dev/vdc1 (btrfs labelled three) on /var/lib/three");
 }

@@ -127,9 +127,11 @@ struct RunArgs {
     /// Virtual CPUs.
     #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     cpus: u32,
-    /// A raw disk image, attached as a virtio block device (repeat for more).
-    #[arg(long, value_name = "FILE")]
-    disk: Vec<PathBuf>,
+    /// A disk, attached as a virtio block device (repeat for more): a raw image's path, or
+    /// `file=PATH[,size=SIZE][,format=raw|qcow2]`, created at SIZE (`512M`, `4G`; a number is
+    /// MiB) when missing.
+    #[arg(long, value_name = "FILE|file=PATH,size=SIZE,format=F")]
+    disk: Vec<run::disk::Disk>,
     /// A device added to the machine, as qemu's -device takes it (`pvpanic`,
     /// `virtio-rng-device`; microvm's virtio devices end in -device); repeat for more.
     #[arg(long, value_name = "QEMU-DEVICE")]

@@ -361,6 +361,7 @@ impl Builder<'_> {
         unpacked: &mut HashMap<String, String>,
     ) -> Result<()> {
         let image = self.image(&entry.origin, &entry.image)?;
+        self.needs.programs(&image.rootfs);
         let label = match image
             .config
             .labels()

@@ -26,6 +26,8 @@ use crate::tree::{Kind, Tree};
 const MODULES: &str = "lib/modules";
 /// The modules an image's init loads at boot, one per line.
 const ETC_MODULES: &str = "etc/modules";
+/// Where a container's filesystem tools (`mkfs.TYPE`, `fsck.TYPE`) are found.
+const TOOL_DIRS: [&str; 4] = ["sbin", "usr/sbin", "bin", "usr/bin"];
 /// Mount types that need no filesystem of their own.
 const NOT_FILESYSTEMS: [&str; 3] = ["bind", "rbind", "none"];
 
@@ -120,8 +122,9 @@ pub const TARGET_DEVICES: &[Device] = &[
 ];
 
 /// The kernel requests a manifest's containers will make: `fs-TYPE` for the filesystem of
-/// each mount, `rtnl-link-TYPE` for each interface created; gathered while the bundles are
-/// assembled.
+/// each mount and for each filesystem a container has the tools to make or check (pkg/format
+/// and pkg/mount: it will mount those), `rtnl-link-TYPE` for each interface created; gathered
+/// while the bundles are assembled.
 #[derive(Debug, Clone, Default)]
 pub struct Needs {
     requests: BTreeSet<String>,
@@ -147,6 +150,32 @@ impl Needs {
         for interface in &configs.runtime.interfaces {
             if !interface.add.is_empty() {
                 self.requests.insert(format!("rtnl-link-{}", interface.add));
+            }
+        }
+    }
+
+    /// Records the filesystems a container's files (`rootfs`) have a `mkfs.TYPE` or
+    /// `fsck.TYPE` for; busybox's applets (links to busybox) do not count.
+    pub fn programs(&mut self, rootfs: &Tree) {
+        for dir in TOOL_DIRS {
+            for (key, node) in rootfs.below(dir) {
+                let Some(name) = key
+                    .strip_prefix(dir)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                else {
+                    continue;
+                };
+                let applet =
+                    matches!(&node.kind, Kind::Symlink(target) if target.ends_with("busybox"));
+                if name.contains('/') || applet {
+                    continue;
+                }
+                if let Some(kind) = name
+                    .strip_prefix("mkfs.")
+                    .or_else(|| name.strip_prefix("fsck."))
+                {
+                    self.filesystem(kind);
+                }
             }
         }
     }
@@ -467,6 +496,22 @@ mod tests {
             "ext4".to_owned(),
         ];
         assert!(tables().select(&[], &none, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_filesystems_a_container_can_make_or_check_are_needed_but_not_busyboxs() {
+        let mut rootfs = Tree::new();
+        rootfs.put("sbin/mke2fs", Node::file(&b"elf"[..], 0o755));
+        rootfs.put("sbin/mkfs.ext4", Node::symlink("mke2fs"));
+        rootfs.put("sbin/fsck.xfs", Node::file(&b"sh"[..], 0o755));
+        rootfs.put("usr/bin/mkfs.btrfs", Node::file(&b"elf"[..], 0o755));
+        rootfs.put("sbin/mkfs.vfat", Node::symlink("/bin/busybox"));
+        rootfs.put("sbin/fsck.minix", Node::symlink("../bin/busybox"));
+        rootfs.put("usr/share/mkfs.doc/x", Node::file(&b"x"[..], 0o644));
+        let mut needs = Needs::default();
+        needs.programs(&rootfs);
+        let requests: Vec<&str> = needs.requests.iter().map(String::as_str).collect();
+        assert_eq!(requests, ["fs-btrfs", "fs-ext4", "fs-xfs"]);
     }
 
     #[test]

@@ -2,5 +2,6 @@
 //! Runs in: `kiln run` and the VM tests, on the build host.
 
 pub mod accel;
+pub mod disk;
 pub mod network;
 pub mod qemu;

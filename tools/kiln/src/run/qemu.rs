@@ -23,6 +23,7 @@ use anyhow::{bail, Context, Result};
 use super::network::Network;
 use crate::build::output::Format;
 use crate::media::host;
+use crate::run::disk::Disk;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use wait_timeout::ChildExt;
@@ -56,8 +57,9 @@ pub enum Boot {
 pub struct Machine {
     pub boot: Boot,
     pub memory_mb: u32,
-    /// Raw disk images, attached as virtio block devices (/dev/vda, /dev/vdb, ...).
-    pub disks: Vec<PathBuf>,
+    /// Disk images, attached as virtio block devices (/dev/vda, /dev/vdb, ...); each is
+    /// created at its size first when missing.
+    pub disks: Vec<Disk>,
     /// More devices, each as qemu's `-device` takes it (`pvpanic`, `virtio-rng-device`).
     pub devices: Vec<String>,
     /// qemu's accelerator (`tcg`, or `kvm` where the host has a working one).
@@ -363,7 +365,10 @@ impl Machine {
         for (n, disk) in self.disks.iter().enumerate() {
             command
                 .arg("-drive")
-                .arg(drive(&format!("if=none,id=d{n},format=raw"), disk))
+                .arg(drive(
+                    &format!("if=none,id=d{n},format={}", disk.format.name()),
+                    &disk.path,
+                ))
                 .args(["-device", &format!("{device},drive=d{n}")]);
         }
         if let Boot::Medium { path, format } = &self.boot {
@@ -423,7 +428,10 @@ impl Machine {
 
     /// Boots the machine and waits until qemu exits or the timeout stops it.
     pub fn run(&self, console: &Console) -> Result<Outcome> {
-        let disks = self.disks.iter().map(PathBuf::as_path);
+        for disk in &self.disks {
+            disk.prepare()?;
+        }
+        let disks = self.disks.iter().map(|disk| disk.path.as_path());
         for path in self.boot_files().into_iter().chain(disks) {
             fs::metadata(path).with_context(|| format!("cannot use {}", path.display()))?;
         }
@@ -656,7 +664,7 @@ mod tests {
             path: "/out/a,b-efi.img".into(),
             format: Format::RawEfi,
         });
-        machine.disks = vec!["/data.img".into()];
+        machine.disks = vec![Disk::raw("/data.img")];
         let args = args_of(&machine.command(false, Some(Path::new("/tmp/vars.fd"))));
         let text = args.join(" ");
         assert!(text.contains("-M q35 "), "{text}");
