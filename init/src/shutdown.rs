@@ -1,8 +1,9 @@
 //! Ending the system: the shutdown.d scripts, the supervisor asked to stop (it runs onshutdown
 //! and stops every service in reverse dependency order within their timeouts), then every
 //! process left sent SIGTERM and, past a deadline, SIGKILL; sync; disks, overlays and network
-//! filesystems unmounted (a disk still busy remounted read-only, so its filesystem is clean
-//! at the next boot), each said on the console; reboot(2) with the requested action.
+//! filesystems unmounted (each disk remounted read-only first, so its filesystem is clean at
+//! the next boot even where it stays busy), each said on the console; reboot(2) with the
+//! requested action.
 //! Runs in: PID 1's main loop, once a shutdown signal came; never returns as the system's init.
 //! In userspace mode nothing is unmounted and init exits instead of calling reboot(2); it
 //! signals every process of its pid namespace only when it is that namespace's PID 1, and
@@ -204,37 +205,41 @@ fn descendants(pid: Pid) -> Vec<Pid> {
     found
 }
 
-/// Unmounts disks and overlays, and detaches network filesystems, newest mount first. A
-/// disk or overlay that is busy (a process of another mount namespace left it pinned) is
-/// remounted read-only instead: its filesystem is written out and marked clean.
+/// Unmounts disks and overlays, and detaches network filesystems, newest mount first. A disk's
+/// filesystem is remounted read-only first: that writes it out and marks it clean even where
+/// the unmount cannot end it (a mount on top of it keeps it busy, or a mount namespace pinned
+/// by a bindNS file holds it too), and then it stays read-only until the power goes.
 fn unmount_all() {
     let mounts = fs::read_to_string("/proc/mounts").unwrap_or_default();
     for (target, fstype) in unmount_plan(&mounts) {
         let detach = DETACHED.contains(&fstype.as_str());
-        let flags = if detach {
-            MntFlags::MNT_DETACH
-        } else {
-            MntFlags::empty()
-        };
-        match umount2(target.as_str(), flags) {
-            Ok(()) if detach => say!("detached {target} ({fstype})"),
-            Ok(()) => say!("unmounted {target} ({fstype})"),
-            Err(Errno::EBUSY) if !detach => {
-                let remount = mount(
-                    None::<&str>,
-                    target.as_str(),
-                    None::<&str>,
-                    MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                    None::<&str>,
-                );
-                match remount {
-                    Ok(()) => say!("{target} ({fstype}) is busy: remounted read-only"),
-                    Err(err) => say!(
-                        "{target} ({fstype}) is busy, and remounting it read-only failed: {err}"
-                    ),
-                }
+        if detach {
+            match umount2(target.as_str(), MntFlags::MNT_DETACH) {
+                Ok(()) => say!("detached {target} ({fstype})"),
+                Err(err) => say!("detach {target} ({fstype}): {err}"),
             }
-            Err(err) => say!("unmount {target} ({fstype}): {err}"),
+            continue;
+        }
+        let read_only = if fstype == "overlay" {
+            None
+        } else {
+            Some(mount(
+                None::<&str>,
+                target.as_str(),
+                None::<&str>,
+                MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            ))
+        };
+        match (umount2(target.as_str(), MntFlags::empty()), read_only) {
+            (Ok(()), _) => say!("unmounted {target} ({fstype})"),
+            (Err(Errno::EBUSY), Some(Ok(()))) => {
+                say!("{target} ({fstype}) is busy: left mounted read-only, clean");
+            }
+            (Err(err), Some(Err(ro))) => {
+                say!("unmount {target} ({fstype}): {err}, and remounting it read-only failed: {ro}")
+            }
+            (Err(err), _) => say!("unmount {target} ({fstype}): {err}"),
         }
     }
 }

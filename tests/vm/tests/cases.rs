@@ -527,8 +527,15 @@ fn e2fs(tool: &str, args: &[&str], disk: &Path) -> std::process::Output {
         .unwrap_or_else(|err| panic!("run {tool}: {err}"))
 }
 
-/// `e2fsck -fn` on the host finds the disk's filesystem clean.
+/// `e2fsck -fn` on the host finds the disk's filesystem clean, with no journal left to
+/// recover (it was unmounted, or made read-only, before the power went).
 fn assert_clean(disk: &Path) {
+    let header = e2fs("dumpe2fs", &["-h"], disk);
+    let header = String::from_utf8_lossy(&header.stdout);
+    assert!(
+        header.contains("Filesystem state:         clean") && !header.contains("needs_recovery"),
+        "not cleanly unmounted:\n{header}"
+    );
     let check = e2fs("e2fsck", &["-fn"], disk);
     assert!(
         check.status.success(),
@@ -629,6 +636,41 @@ fn a_power_cut_during_writes_is_recovered_at_the_next_boot() {
     after.assert_printed("mountie: mounted /dev/vda1 (ext4 labelled data) on /var/lib/data");
     assert_eq!(disk_file(&disk, "/marker"), "synced-before-the-cut\n");
     assert_clean(&disk);
+}
+
+/// Boots yml/persistent.yml with the case `name` (2 checks) on a new data disk, asserts init
+/// said `line` at poweroff, and that the disk was left clean.
+fn left_clean_at_poweroff(name: &str, line: &str) {
+    let dir = tempfile::tempdir().expect("dir");
+    let disk = dir.path().join("data.img");
+    let case = format!("tests/vm/cases/{name}.yml");
+    let run = boot_with(
+        name,
+        &["yml/persistent.yml", &case],
+        2,
+        &data_disk(&disk),
+        |_| (),
+    );
+    run.assert_printed(line);
+    assert_clean(&disk);
+}
+
+/// A disk that cannot be unmounted at shutdown (a tmpfs mounted on top keeps it busy) is
+/// left read-only, and so clean.
+#[test]
+fn a_busy_disk_is_left_read_only_and_clean_at_poweroff() {
+    left_clean_at_poweroff(
+        "busy",
+        "init: /var/lib/data (ext4) is busy: left mounted read-only, clean",
+    );
+}
+
+/// A disk whose filesystem outlives init's unmount (an onboot container's mount namespace
+/// holds it, kept by a bindNS file) is still left clean: init makes it read-only before
+/// unmounting.
+#[test]
+fn a_disk_a_pinned_namespace_holds_is_left_clean_at_poweroff() {
+    left_clean_at_poweroff("pinned", "init: unmounted /var/lib/data (ext4)");
 }
 
 /// LinuxKit's format_mount cases on three blank disks: a named disk formatted (ext4) and

@@ -240,3 +240,31 @@ impl Request {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(args: &[&str]) -> Result<Request> {
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        let parsed =
+            storage::flags::parse(&FLAGS, &args).map_err(|stop| anyhow::anyhow!("{stop:?}"))?;
+        Request::of(&parsed)
+    }
+
+    #[test]
+    fn linuxkits_command_lines_are_read_and_bad_ones_say_which_flag() {
+        let made = request(&["-verbose", "-type", "xfs", "-force", "/dev/sdb"]).expect("ok");
+        assert_eq!(made.kind, "xfs");
+        assert!(made.force && made.verbose);
+        assert_eq!(made.table, "dos", "LinuxKit's default table");
+        assert_eq!(made.device, Some(PathBuf::from("/dev/sdb")));
+        let auto = request(&["-label", "docker"]).expect("ok");
+        assert_eq!((auto.kind.as_str(), auto.device), ("ext4", None));
+
+        let err = |args: &[&str]| format!("{:#}", request(args).expect_err("refused"));
+        assert!(err(&["-type", "zfs"]).contains("-type zfs: not a filesystem format makes"));
+        assert!(err(&["-partition", "apm"]).contains("-partition apm: not a partition table"));
+        assert!(err(&["/dev/vda", "/dev/vdb"]).contains("too many arguments"));
+    }
+}

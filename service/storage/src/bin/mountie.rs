@@ -201,3 +201,36 @@ fn mounted_at(device: &Path, mountpoint: &Path) -> bool {
         .any(|entry| entry.mount_point == mountpoint && Path::new(&entry.source) == device);
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(args: &[&str]) -> Result<Request> {
+        let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        let parsed = storage::flags::parse(&FLAGS, &args).map_err(|stop| anyhow!("{stop:?}"))?;
+        Request::of(&parsed)
+    }
+
+    #[test]
+    fn the_filesystem_is_named_by_device_label_uuid_or_nothing() {
+        let by_label = request(&["-label", "data", "/var/lib/data"]).expect("ok");
+        assert!(matches!(&by_label.wanted, Wanted::Field("LABEL", label) if label == "data"));
+        assert_eq!(by_label.mountpoint, PathBuf::from("/var/lib/data"));
+        assert_eq!(by_label.timeout, Duration::from_secs(10));
+        let by_uuid = request(&["-uuid", "0b5e", "-timeout", "3", "/mnt"]).expect("ok");
+        assert!(matches!(&by_uuid.wanted, Wanted::Field("UUID", uuid) if uuid == "0b5e"));
+        assert_eq!(by_uuid.timeout, Duration::from_secs(3));
+        let by_device = request(&["/dev/vdb1", "/var/lib/docker"]).expect("ok");
+        assert!(
+            matches!(&by_device.wanted, Wanted::Device(path) if path == Path::new("/dev/vdb1"))
+        );
+        let first = request(&["/var/lib/docker"]).expect("ok");
+        assert!(matches!(first.wanted, Wanted::First));
+
+        let err = |args: &[&str]| format!("{:#}", request(args).expect_err("refused"));
+        assert!(err(&[]).contains("no mount point given"));
+        assert!(err(&["a", "b", "c"]).contains("too many arguments"));
+        assert!(err(&["-timeout", "soon", "/mnt"]).contains("-timeout soon: not a number"));
+    }
+}
