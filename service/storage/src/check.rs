@@ -68,6 +68,40 @@ impl Checked {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::ext4;
+
+    #[test]
+    fn a_clean_filesystem_is_clean_a_damaged_one_repaired_a_ruined_one_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let image = ext4(dir.path());
+        let Checked::Clean(said) = check(&image, "ext4").expect("checked") else {
+            panic!("a new filesystem is clean");
+        };
+        assert!(said.contains("t: clean"), "{said}");
+
+        // A wrong free-block count, as a crash may leave: preening fixes it.
+        let path = image.to_string_lossy().into_owned();
+        tool::succeed(
+            "debugfs",
+            &["-w", "-R", "ssv free_blocks_count 7", &path],
+            None,
+        )
+        .expect("debugfs");
+        tool::succeed("debugfs", &["-w", "-R", "ssv state 0", &path], None).expect("debugfs");
+        let checked = check(&image, "ext4").expect("checked");
+        assert!(matches!(checked, Checked::Fixed(_)), "{checked:?}");
+        assert!(
+            matches!(check(&image, "ext4"), Ok(Checked::Clean(_))),
+            "fixed for good"
+        );
+
+        // No superblock left anywhere: nothing to repair, and the mount is refused.
+        std::fs::write(&image, vec![0u8; 16 << 20]).expect("wipe");
+        let err = check(&image, "ext4").expect_err("ruined");
+        assert!(err.to_string().contains("e2fsck cannot repair"), "{err}");
+
+        assert_eq!(check(&image, "xfs").expect("xfs"), Checked::NotNeeded);
+    }
 
     #[test]
     fn e2fsck_codes_read_as_fsck_documents_them() {

@@ -73,3 +73,23 @@ pub fn program() -> String {
         })
         .unwrap_or_else(|| "storage".to_owned())
 }
+
+#[cfg(test)]
+mod testing {
+    use std::path::{Path, PathBuf};
+
+    /// A 16 MiB ext4 filesystem labelled `t` in a file, made by the host's mkfs.ext4.
+    pub fn ext4(dir: &Path) -> PathBuf {
+        let path = dir.join("fs.img");
+        std::fs::File::create(&path)
+            .and_then(|file| file.set_len(16 << 20))
+            .expect("image");
+        crate::tool::succeed(
+            "mkfs.ext4",
+            &["-q", "-F", "-L", "t", &path.to_string_lossy()],
+            None,
+        )
+        .expect("mkfs.ext4");
+        path
+    }
+}

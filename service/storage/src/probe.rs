@@ -93,6 +93,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn blkid_finds_a_filesystem_and_its_label_and_nothing_on_a_blank_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let image = crate::testing::ext4(dir.path());
+        let found = probe(&image).expect("probed");
+        assert_eq!(found.filesystem(), Some("ext4"));
+        assert_eq!(found.get("LABEL"), Some("t"));
+        assert!(found.get("UUID").is_some_and(|uuid| uuid.len() == 36));
+        let blank = dir.path().join("blank.img");
+        std::fs::write(&blank, vec![0u8; 1 << 20]).expect("blank");
+        assert!(probe(&blank).expect("probed").is_empty());
+    }
+
+    #[test]
     fn blkid_export_reads_as_fields() {
         let found = Found::parse(
             "DEVNAME=/dev/vda1\nUUID=0b5e\nBLOCK_SIZE=4096\nTYPE=ext4\nLABEL=data\n\

@@ -677,7 +677,7 @@ fn a_disk_a_pinned_namespace_holds_is_left_clean_at_poweroff() {
 /// left alone when asked again without -force, -force with a gpt table and xfs, the first
 /// empty disk found for btrfs; mounts of the first Linux partition no one uses, by device
 /// (in use already: not checked again) and by label, and a label no disk has failing within
-/// its timeout while the boot goes on.
+/// its timeout while the boot goes on; /dev/disk/by-uuid links to each filesystem.
 #[test]
 fn format_and_mountie_take_linuxkits_flags_on_three_disks() {
     let dir = tempfile::tempdir().expect("dir");
@@ -690,7 +690,7 @@ fn format_and_mountie_take_linuxkits_flags_on_three_disks() {
             dir.path().join(name).display()
         ));
     }
-    let run = boot_with("disks", &["tests/vm/cases/disks.yml"], 5, &args, |_| ());
+    let run = boot_with("disks", &["tests/vm/cases/disks.yml"], 6, &args, |_| ());
     run.assert_printed("mountie: mounted /dev/vda1 (ext4 labelled one) on /var/lib/first");
     run.assert_printed("mountie: /dev/vda1 is mounted elsewhere already: not checked");
     run.assert_printed("mountie: mounted /dev/vda1 (ext4 labelled one) on /var/lib/one");

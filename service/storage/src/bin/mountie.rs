@@ -4,7 +4,7 @@
 //! filesystem first (e2fsck for ext2/3/4: a power cut's damage is repaired before anything
 //! uses it), and mounts it; the container's shared propagation makes the mount the host's and
 //! every later container's. A device that is not there in time fails with a line saying so
-//! (exit 1), and the boot goes on.
+//! (exit 1), and the boot goes on. As LinuxKit's, it makes /dev/disk/by-uuid links.
 //! Runs in: pkg/mount's onboot container, as root with /dev and /var bound in (rshared).
 
 use std::fs::{self, OpenOptions};
@@ -120,6 +120,7 @@ impl Request {
             );
         };
         let node = device.display();
+        uuid_links(dev, sys);
         if mounted_at(&device, &self.mountpoint) {
             say!("{node} is already mounted on {mountpoint}");
             return Ok(());
@@ -177,6 +178,32 @@ impl Request {
                 format!("a filesystem with {field} {value}")
             }
             Wanted::First => "a Linux partition not in use".to_owned(),
+        }
+    }
+}
+
+/// udev's `/dev/disk/by-uuid/UUID` links (`../../NAME`) for every device whose filesystem
+/// has a UUID, as LinuxKit's mountie makes them; a link already there is kept, and a link that
+/// cannot be made is said and skipped.
+fn uuid_links(dev: &Path, sys: &Path) {
+    let dir = dev.join("disk/by-uuid");
+    if let Err(err) = fs::create_dir_all(&dir) {
+        say!("cannot create {}: {err}", dir.display());
+        return;
+    }
+    for name in block::devices(sys) {
+        let Ok(found) = probe::probe(&block::node(dev, &name)) else {
+            continue;
+        };
+        let Some(uuid) = found.get("UUID").filter(|uuid| !uuid.contains('/')) else {
+            continue;
+        };
+        let link = dir.join(uuid);
+        if link.symlink_metadata().is_ok() {
+            continue;
+        }
+        if let Err(err) = std::os::unix::fs::symlink(format!("../../{name}"), &link) {
+            say!("cannot link {} to {name}: {err}", link.display());
         }
     }
 }
