@@ -361,7 +361,6 @@ impl Builder<'_> {
         unpacked: &mut HashMap<String, String>,
     ) -> Result<()> {
         let image = self.image(&entry.origin, &entry.image)?;
-        self.needs.programs(&image.rootfs);
         let label = match image
             .config
             .labels()
@@ -389,6 +388,9 @@ impl Builder<'_> {
         let root = match &shared {
             Some(first) => first.clone(),
             None => {
+                // The first entry of an image: what its files need of the kernel is the same
+                // for every other.
+                self.needs.programs(&image.rootfs);
                 rootfs.graft(&own, &filtered(&image.rootfs, None));
                 unpacked.insert(entry.image.clone(), own.clone());
                 own

@@ -8,7 +8,7 @@
 //! Runs in: `kiln pkg build` on a Debian build host. Runs apt-cache, apt-get and dpkg-deb;
 //! writes only into the cache directory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -170,9 +170,10 @@ pub fn closure(
     root: Record,
     mut lookup: impl FnMut(&[&str]) -> Result<Vec<Option<Record>>>,
 ) -> Result<Vec<Record>> {
+    // Names taken, and names apt has no package of: neither is asked about again.
+    let mut names: HashSet<String> = HashSet::from([root.name.clone()]);
+    let mut absent: HashSet<String> = HashSet::new();
     let mut taken: Vec<Record> = vec![root];
-    let mut known: HashMap<String, Option<usize>> = HashMap::new();
-    known.insert(taken[0].name.clone(), Some(0));
     let mut level = 0..1;
     while !level.is_empty() {
         let groups: Vec<Vec<String>> = taken[level.clone()]
@@ -184,7 +185,7 @@ pub fn closure(
                 .iter()
                 .flatten()
                 .map(String::as_str)
-                .filter(|name| !known.contains_key(*name))
+                .filter(|name| !names.contains(*name) && !absent.contains(*name))
                 .collect();
             ask.sort_unstable();
             ask.dedup();
@@ -202,23 +203,18 @@ pub fn closure(
                     found.insert(name, record);
                 }
                 None => {
-                    known.insert((*name).to_owned(), None);
+                    absent.insert((*name).to_owned());
                 }
             }
         }
         let start = taken.len();
         for group in &groups {
-            if group
-                .iter()
-                .any(|name| known.get(name).is_some_and(Option::is_some))
-            {
+            if group.iter().any(|name| names.contains(name)) {
                 continue;
             }
-            if let Some(name) = group.iter().find(|name| found.contains_key(name.as_str())) {
-                if let Some(record) = found.remove(name.as_str()) {
-                    known.insert(name.clone(), Some(taken.len()));
-                    taken.push(record);
-                }
+            if let Some(record) = group.iter().find_map(|name| found.remove(name.as_str())) {
+                names.insert(record.name.clone());
+                taken.push(record);
             }
         }
         level = start..taken.len();

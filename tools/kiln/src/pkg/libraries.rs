@@ -93,19 +93,17 @@ pub fn resolve(
             Source::Provider(index) => format!("/{key} (of {})", providers[index].name),
         };
         for wanted in wants.paths() {
-            let mut found = None;
+            let candidates = wanted.candidates();
+            let search = |source: Source, tree: &Tree| {
+                candidates.iter().find_map(|(asked, path)| {
+                    find(tree, path).map(|at| (source, asked.clone(), at))
+                })
+            };
+            // The package itself, then each provider in order, fetched as the search needs.
+            let mut found = search(Source::Own, own);
             let mut index = 0;
-            loop {
-                let candidates = wanted.candidates();
-                if index == 0 {
-                    found = candidates.iter().find_map(|(asked, path)| {
-                        find(own, path).map(|at| (Source::Own, asked.clone(), at))
-                    });
-                    if found.is_some() {
-                        break;
-                    }
-                }
-                while index >= providers.len() && !exhausted {
+            while found.is_none() {
+                if index == providers.len() && !exhausted {
                     match next()? {
                         Some(provider) => providers.push(provider),
                         None => exhausted = true,
@@ -114,13 +112,7 @@ pub fn resolve(
                 let Some(provider) = providers.get(index) else {
                     break;
                 };
-                found = candidates.iter().find_map(|(asked, path)| {
-                    find(&provider.files, path)
-                        .map(|at| (Source::Provider(index), asked.clone(), at))
-                });
-                if found.is_some() {
-                    break;
-                }
+                found = search(Source::Provider(index), &provider.files);
                 index += 1;
             }
             let Some((source, asked, at)) = found else {
