@@ -710,3 +710,127 @@ fn format_and_mountie_take_linuxkits_flags_on_three_disks() {
     run.assert_printed("onboot 004-mount-none: failed: exited with status 1");
     run.assert_printed("mountie: mounted /dev/vdc1 (btrfs labelled three) on /var/lib/three");
 }
+
+/// An ed25519 key pair made by ssh-keygen in `dir`: the private key's path and the public key.
+fn key_pair(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    let key = dir.join(name);
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .expect("run ssh-keygen (Debian package openssh-client)");
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
+    (key, public.trim().to_owned())
+}
+
+/// `ssh -p PORT -i KEY root@127.0.0.1 COMMAND`, with no user configuration, no prompt and no
+/// known hosts kept.
+fn ssh(port: u16, key: &Path, command: &str) -> std::process::Output {
+    Command::new("ssh")
+        .args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
+        .arg(key)
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .args(["-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR"])
+        .arg("root@127.0.0.1")
+        .arg(command)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ssh (Debian package openssh-client)")
+}
+
+/// Remote access as a LinuxKit user has it: the host's key handed in as user data (`kiln run
+/// --data-file`, a cidata volume the metadata package reads), sshd reached through a published
+/// port on the restricted network. The right key runs `service list`; another is refused.
+#[test]
+fn sshd_lets_in_the_key_the_user_data_hands_in_and_refuses_another() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (key, public) = key_pair(dir.path(), "id_ed25519");
+    let (other, _) = key_pair(dir.path(), "other");
+    let data = dir.path().join("userdata.json");
+    std::fs::write(
+        &data,
+        format!(
+            r#"{{"hostname": {{"content": "kiln-sshd"}},
+                "secret": {{"perm": "0700", "content": "s3cret"}},
+                "ssh": {{"entries": {{"authorized_keys": {{"perm": "0600", "content": "{public}\n"}}}}}}}}"#
+        ),
+    )
+    .expect("write the user data");
+    let port = free_port();
+    let args = [
+        "--publish".to_owned(),
+        format!("{port}:22"),
+        "--data-file".to_owned(),
+        data.display().to_string(),
+    ];
+    let (mut listed, mut refused) = (None, None);
+    let console = boot_with(
+        "sshd",
+        &["yml/sshd.yml", "tests/vm/cases/sshd.yml"],
+        9,
+        &args,
+        |console| {
+            console.wait_for("service: sshd: running", Duration::from_secs(200));
+            // sshd listens once its host keys are made: ask until it answers.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            listed = Some(loop {
+                let out = ssh(port, &key, "service list");
+                if out.status.success() {
+                    break out;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "ssh service list: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                std::thread::sleep(Duration::from_secs(1));
+            });
+            refused = Some(ssh(port, &other, "touch /run/ssh-wrong-key"));
+            let session = ssh(port, &key, "touch /run/ssh-session");
+            assert!(
+                session.status.success(),
+                "{}",
+                String::from_utf8_lossy(&session.stderr)
+            );
+        },
+    );
+    let listed = listed.expect("listed");
+    let table = String::from_utf8_lossy(&listed.stdout);
+    for service in ["getty", "dhcpcd", "sshd", "probe"] {
+        assert!(
+            table
+                .lines()
+                .any(|line| line.starts_with(service) && line.contains("running")),
+            "{service} in:\n{table}"
+        );
+    }
+    let refused = refused.expect("refused");
+    assert_eq!(refused.status.code(), Some(255), "the other key is refused");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("Permission denied (publickey)"), "{said}");
+    console.assert_printed("metadata: CDROM /dev/vda answered: user data (");
+    console.assert_printed("metadata: hostname set to kiln-sshd");
+}
+
+/// No provider: no cidata volume, and the restricted network reaches no metadata server. The
+/// metadata package says so and the boot goes on to the services.
+#[test]
+fn with_no_provider_metadata_gives_up_and_the_boot_goes_on() {
+    let console = boot(
+        "nometadata",
+        &["yml/sshd.yml", "tests/vm/cases/nometadata.yml"],
+        3,
+    );
+    let said = console.assert_printed(
+        "metadata: no provider answered (AWS, GCP, Hetzner, openstack, Vultr, DigitalOcean, metaldata): going on without",
+    );
+    let services = console.assert_printed("service: sshd: running");
+    assert!(said < services, "{}", console.console);
+}

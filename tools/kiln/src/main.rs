@@ -132,6 +132,13 @@ struct RunArgs {
     /// MiB) when missing.
     #[arg(long, value_name = "FILE|file=PATH,size=SIZE,format=F")]
     disk: Vec<run::disk::Disk>,
+    /// User data for the image's metadata package (/run/config/userdata, and the files a
+    /// JSON document of it describes), on a `cidata` volume attached as a read-only disk.
+    #[arg(long, value_name = "STRING", conflicts_with = "data_file")]
+    data: Option<String>,
+    /// As --data, read from FILE.
+    #[arg(long, value_name = "FILE")]
+    data_file: Option<PathBuf>,
     /// A device added to the machine, as qemu's -device takes it (`pvpanic`,
     /// `virtio-rng-device`; microvm's virtio devices end in -device); repeat for more.
     #[arg(long, value_name = "QEMU-DEVICE")]
@@ -315,7 +322,14 @@ fn run(args: RunArgs) -> ExitCode {
             .mac
             .unwrap_or_else(|| run::network::Mac::derived(&image_name)),
     };
-    let machine = qemu::Machine::built(image, args.format).map(|machine| {
+    let data = match (&args.data, &args.data_file) {
+        (Some(data), _) => Ok(Some(data.clone().into_bytes())),
+        (None, Some(file)) => run::data::read(file).map(Some),
+        (None, None) => Ok(None),
+    };
+    let machine = data
+        .and_then(|data| qemu::Machine::built(image, args.format).map(|machine| (machine, data)));
+    let machine = machine.map(|(machine, data)| {
         let (accel, why) = run::accel::choose(args.accel);
         if let Some(why) = why {
             eprintln!("kiln run: accelerator {accel}: {why}");
@@ -331,6 +345,7 @@ fn run(args: RunArgs) -> ExitCode {
             memory_mb: args.mem,
             cpus: args.cpus,
             disks: args.disk,
+            data,
             devices: args.device,
             accel: accel.to_owned(),
             network,

@@ -408,13 +408,29 @@ fn a_debian_package_brings_the_libraries_its_programs_load() {
         "only what is loaded is taken from a dependency"
     );
 
+    let root = unpacked(&tree);
+    let output = through_loader(root.path(), &[], "sbin/mke2fs", &["-V"]);
+    let said = text(&output.stderr);
+    assert!(output.status.success(), "mke2fs -V: {said}");
+    assert!(said.contains("Using EXT2FS Library"), "{said}");
+}
+
+/// The files of `tree`, written into a new directory.
+fn unpacked(tree: &Tree) -> tempfile::TempDir {
     let root = tempfile::tempdir().expect("root");
-    let tar = kiln::tree::archive::write_tar(&tree, Vec::new()).expect("tar");
+    let tar = kiln::tree::archive::write_tar(tree, Vec::new()).expect("tar");
     tar::Archive::new(tar.as_slice())
         .unpack(root.path())
         .expect("unpack the image");
-    let lib = |dir: &str| root.path().join(dir).display().to_string();
-    let output = Command::new(root.path().join("lib64/ld-linux-x86-64.so.2"))
+    root
+}
+
+/// Runs the program at `program` in the image unpacked at `root` through the image's own
+/// loader, with only the image's library directories and no cache: a library the image lacks
+/// fails the run. `loader` takes the loader's own options (`--list`).
+fn through_loader(root: &Path, loader: &[&str], program: &str, args: &[&str]) -> Output {
+    let lib = |dir: &str| root.join(dir).display().to_string();
+    Command::new(root.join("lib64/ld-linux-x86-64.so.2"))
         .arg("--inhibit-cache")
         .arg("--library-path")
         .arg(format!(
@@ -422,14 +438,70 @@ fn a_debian_package_brings_the_libraries_its_programs_load() {
             lib("lib/x86_64-linux-gnu"),
             lib("usr/lib/x86_64-linux-gnu")
         ))
-        .arg(root.path().join("sbin/mke2fs"))
-        .arg("-V")
+        .args(loader)
+        .arg(root.join(program))
+        .args(args)
         .env_clear()
         .output()
-        .expect("run mke2fs");
-    let said = text(&output.stderr);
-    assert!(output.status.success(), "mke2fs -V: {said}");
-    assert!(said.contains("Using EXT2FS Library"), "{said}");
+        .unwrap_or_else(|err| panic!("run {program}: {err}"))
+}
+
+/// pkg/sshd as it is: every program in it that is not busybox finds each library it loads in
+/// the image, and they run: sshd says its version, ssh-keygen makes a host key the way the
+/// package's script does. (The VM suite logs in through it.)
+#[test]
+fn every_program_of_the_sshd_package_finds_its_libraries_in_the_image() {
+    let cache = tempfile::tempdir().expect("cache");
+    let dir = workspace().join("pkg/sshd");
+    let built = kiln(
+        cache.path(),
+        &["pkg", "build", dir.to_str().expect("utf-8")],
+    );
+    assert!(built.status.success(), "{}", text(&built.stderr));
+    let reference = text(&built.stdout).trim().to_owned();
+    let tree = image(cache.path(), &reference).rootfs;
+    let root = unpacked(&tree);
+    let programs = [
+        "usr/sbin/sshd",
+        "usr/bin/ssh-keygen",
+        "usr/lib/openssh/sftp-server",
+    ];
+    for program in programs {
+        assert!(tree.contains(program), "{program} is in the image");
+        let listed = through_loader(root.path(), &["--list"], program, &[]);
+        let said = format!("{}{}", text(&listed.stdout), text(&listed.stderr));
+        assert!(listed.status.success(), "{program}: {said}");
+        assert!(!said.contains("not found"), "{program}: {said}");
+        assert!(
+            said.contains("libc.so.6 => "),
+            "{program} is dynamic: {said}"
+        );
+    }
+    let version = through_loader(root.path(), &[], "usr/sbin/sshd", &["-V"]);
+    assert!(
+        text(&version.stderr).starts_with("OpenSSH_9"),
+        "{}",
+        text(&version.stderr)
+    );
+
+    let key = root.path().join("host_ed25519_key");
+    let keygen = through_loader(
+        root.path(),
+        &[],
+        "usr/bin/ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            key.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(keygen.status.success(), "{}", text(&keygen.stderr));
+    let public = fs::read_to_string(key.with_extension("pub")).unwrap_or_default();
+    assert!(public.starts_with("ssh-ed25519 "), "{public}");
 }
 
 #[test]

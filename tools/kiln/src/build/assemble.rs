@@ -390,7 +390,9 @@ impl Builder<'_> {
             None => {
                 // The first entry of an image: what its files need of the kernel is the same
                 // for every other.
-                self.needs.programs(&image.rootfs);
+                self.needs
+                    .programs(&image.rootfs)
+                    .map_err(|err| anyhow::anyhow!("{}: {err}", entry.image))?;
                 rootfs.graft(&own, &filtered(&image.rootfs, None));
                 unpacked.insert(entry.image.clone(), own.clone());
                 own

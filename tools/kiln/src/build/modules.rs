@@ -155,8 +155,20 @@ impl Needs {
     }
 
     /// Records the filesystems a container's files (`rootfs`) have a `mkfs.TYPE` or
-    /// `fsck.TYPE` for; busybox's applets (links to busybox) do not count.
-    pub fn programs(&mut self, rootfs: &Tree) {
+    /// `fsck.TYPE` for (busybox's applets, links to busybox, do not count), and those its
+    /// /etc/filesystems names (the types `mount` tries: pkg/metadata mounts iso9660).
+    /// Errs when /etc/filesystems cannot be read.
+    pub fn programs(&mut self, rootfs: &Tree) -> Result<(), String> {
+        for line in text(rootfs, "etc/filesystems")?.lines() {
+            // `nodev proc` lines name filesystems without a device; `*` ends the list.
+            let kind = line.split_whitespace().last().unwrap_or_default();
+            if kind == "*" {
+                break;
+            }
+            if !line.trim_start().starts_with('#') {
+                self.filesystem(kind);
+            }
+        }
         for dir in TOOL_DIRS {
             for (key, node) in rootfs.below(dir) {
                 let Some(name) = key
@@ -178,6 +190,7 @@ impl Needs {
                 }
             }
         }
+        Ok(())
     }
 
     /// Records a mount of type `kind`.
@@ -509,9 +522,16 @@ mod tests {
         rootfs.put("sbin/fsck.minix", Node::symlink("../bin/busybox"));
         rootfs.put("usr/share/mkfs.doc/x", Node::file(&b"x"[..], 0o644));
         let mut needs = Needs::default();
-        needs.programs(&rootfs);
+        needs.programs(&rootfs).unwrap();
         let requests: Vec<&str> = needs.requests.iter().map(String::as_str).collect();
         assert_eq!(requests, ["fs-btrfs", "fs-ext4", "fs-xfs"]);
+        let mut rootfs = Tree::new();
+        let listed = "# mount tries these\niso9660\nnodev\tsquashfs\n\n*\nvfat\n";
+        rootfs.put("etc/filesystems", Node::file(listed.as_bytes(), 0o644));
+        let mut needs = Needs::default();
+        needs.programs(&rootfs).unwrap();
+        let requests: Vec<&str> = needs.requests.iter().map(String::as_str).collect();
+        assert_eq!(requests, ["fs-iso9660", "fs-squashfs"], "up to the `*`");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct Machine {
     /// Disk images, attached as virtio block devices (/dev/vda, /dev/vdb, ...); each is
     /// created at its size first when missing.
     pub disks: Vec<Disk>,
+    /// User data, attached as a cidata volume after the disks (`--data`).
+    pub data: Option<Vec<u8>>,
     /// More devices, each as qemu's `-device` takes it (`pvpanic`, `virtio-rng-device`).
     pub devices: Vec<String>,
     /// qemu's accelerator (`tcg`, or `kvm` where the host has a working one).
@@ -317,6 +319,7 @@ impl Machine {
             boot,
             memory_mb: 512,
             disks: Vec::new(),
+            data: None,
             devices: Vec::new(),
             accel: "tcg".to_owned(),
             cpus: 1,
@@ -326,8 +329,8 @@ impl Machine {
     }
 
     /// The qemu command, its console on standard output; `vars` is the UEFI variable store an
-    /// -efi medium boots with.
-    pub fn command(&self, interactive: bool, vars: Option<&Path>) -> Command {
+    /// -efi medium boots with, `data` the user data's volume.
+    pub fn command(&self, interactive: bool, vars: Option<&Path>, data: Option<&Path>) -> Command {
         let mut command = Command::new(QEMU);
         // microvm needs the TSC frequency; where /proc/cpuinfo gives none, q35 boots anyway.
         // Firmware boots only on q35.
@@ -370,6 +373,12 @@ impl Machine {
                     &disk.path,
                 ))
                 .args(["-device", &format!("{device},drive=d{n}")]);
+        }
+        if let Some(data) = data {
+            command
+                .arg("-drive")
+                .arg(drive("if=none,id=data,format=raw,readonly=on", data))
+                .args(["-device", &format!("{device},drive=data")]);
         }
         if let Boot::Medium { path, format } = &self.boot {
             if format.is_efi() {
@@ -457,7 +466,22 @@ impl Machine {
         let interactive =
             matches!(console, Console::Inherit) && io::IsTerminal::is_terminal(&io::stdin());
         let vars = vars.as_ref().map(tempfile::NamedTempFile::path);
-        let mut command = self.command(interactive, vars);
+        // The image's name, for the instance's: out/NAME-vmlinux, out/NAME-efi.iso.
+        let file = match &self.boot {
+            Boot::Kernel { kernel, .. } => kernel.file_name(),
+            Boot::Medium { path, .. } => path.file_stem(),
+        };
+        let file = file.map(|name| name.to_string_lossy().into_owned());
+        let file = file.unwrap_or_default();
+        let name = [VMLINUX, BZIMAGE]
+            .iter()
+            .find_map(|suffix| file.strip_suffix(suffix))
+            .unwrap_or(&file);
+        let data = match &self.data {
+            Some(data) => Some(super::data::iso(data, name)?),
+            None => None,
+        };
+        let mut command = self.command(interactive, vars, data.as_deref());
         match console {
             Console::Inherit => {}
             Console::File(path) => {
@@ -665,7 +689,11 @@ mod tests {
             format: Format::RawEfi,
         });
         machine.disks = vec![Disk::raw("/data.img")];
-        let args = args_of(&machine.command(false, Some(Path::new("/tmp/vars.fd"))));
+        let args = args_of(&machine.command(
+            false,
+            Some(Path::new("/tmp/vars.fd")),
+            Some(Path::new("/tmp/user.iso")),
+        ));
         let text = args.join(" ");
         assert!(text.contains("-M q35 "), "{text}");
         assert!(!text.contains("-kernel"), "{text}");
@@ -685,12 +713,16 @@ mod tests {
             .find("-drive if=none,id=boot,format=raw,file=/out/a,,b-efi.img -device virtio-blk-pci,drive=boot,bootindex=0")
             .expect("the boot disk, its comma doubled");
         assert!(data < boot, "the extra disks keep /dev/vda...: {text}");
+        let user = text
+            .find("-drive if=none,id=data,format=raw,readonly=on,file=/tmp/user.iso -device virtio-blk-pci,drive=data")
+            .expect("the user data, read-only");
+        assert!(data < user, "after the --disks: {text}");
 
         machine.boot = Boot::Medium {
             path: "/out/a.iso".into(),
             format: Format::IsoBios,
         };
-        let text = args_of(&machine.command(false, None)).join(" ");
+        let text = args_of(&machine.command(false, None, None)).join(" ");
         assert!(!text.contains("pflash"), "SeaBIOS, qemu's own: {text}");
         assert!(
             text.contains("if=none,id=boot,media=cdrom,readonly=on,format=raw,file=/out/a.iso -device ide-cd,drive=boot,bootindex=0"),
@@ -701,7 +733,7 @@ mod tests {
             path: "/out/a-efi.qcow2".into(),
             format: Format::Qcow2Efi,
         };
-        let text = args_of(&machine.command(false, None)).join(" ");
+        let text = args_of(&machine.command(false, None, None)).join(" ");
         assert!(
             text.contains("id=boot,format=qcow2,file=/out/a-efi.qcow2"),
             "{text}"
