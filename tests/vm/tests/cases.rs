@@ -724,25 +724,69 @@ fn key_pair(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
     (key, public.trim().to_owned())
 }
 
-/// `ssh -p PORT -i KEY root@127.0.0.1 COMMAND`, with no user configuration, no prompt and no
-/// known hosts kept.
-fn ssh(port: u16, key: &Path, command: &str) -> std::process::Output {
+/// How ssh treats the guest's host key.
+#[derive(Clone, Copy)]
+enum HostKey<'a> {
+    /// Any key, none kept.
+    Any,
+    /// Accepted and kept in the file when new, else checked against it.
+    Learn(&'a Path),
+    /// Must be the one the file holds.
+    Known(&'a Path),
+}
+
+/// `ssh -p PORT -i KEY root@127.0.0.1 COMMAND`, with no user configuration and no prompt.
+fn ssh(port: u16, key: &Path, host: HostKey<'_>, command: &str) -> std::process::Output {
+    let (file, strict) = match host {
+        HostKey::Any => (Path::new("/dev/null"), "no"),
+        HostKey::Learn(file) => (file, "accept-new"),
+        HostKey::Known(file) => (file, "yes"),
+    };
     Command::new("ssh")
         .args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
         .arg(key)
         .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes"])
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-        ])
+        .args(["-o", &format!("StrictHostKeyChecking={strict}")])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", file.display()))
         .args(["-o", "ConnectTimeout=20", "-o", "LogLevel=ERROR"])
         .arg("root@127.0.0.1")
         .arg(command)
         .stdin(Stdio::null())
         .output()
         .expect("run ssh (Debian package openssh-client)")
+}
+
+/// [`ssh`] once sshd answers: it listens once its host keys are made, so the login is tried
+/// until it works (120 s at most).
+fn ssh_once_up(port: u16, key: &Path, host: HostKey<'_>, command: &str) -> std::process::Output {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = ssh(port, key, host, command);
+        if out.status.success() {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ssh {command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// The user data that hands `public` in as root's key, as LinuxKit's metadata reads it, with
+/// `more` JSON members before it.
+fn user_data_with_key(dir: &Path, public: &str, more: &str) -> std::path::PathBuf {
+    let data = dir.join("userdata.json");
+    std::fs::write(
+        &data,
+        format!(
+            r#"{{{more}"ssh": {{"entries": {{"authorized_keys": {{"perm": "0600", "content": "{public}\n"}}}}}}}}"#
+        ),
+    )
+    .expect("write the user data");
+    data
 }
 
 /// Remote access as a LinuxKit user has it: the host's key handed in as user data (`kiln run
@@ -753,16 +797,11 @@ fn sshd_lets_in_the_key_the_user_data_hands_in_and_refuses_another() {
     let dir = tempfile::tempdir().expect("dir");
     let (key, public) = key_pair(dir.path(), "id_ed25519");
     let (other, _) = key_pair(dir.path(), "other");
-    let data = dir.path().join("userdata.json");
-    std::fs::write(
-        &data,
-        format!(
-            r#"{{"hostname": {{"content": "kiln-sshd"}},
-                "secret": {{"perm": "0700", "content": "s3cret"}},
-                "ssh": {{"entries": {{"authorized_keys": {{"perm": "0600", "content": "{public}\n"}}}}}}}}"#
-        ),
-    )
-    .expect("write the user data");
+    let data = user_data_with_key(
+        dir.path(),
+        &public,
+        r#""hostname": {"content": "kiln-sshd"}, "secret": {"perm": "0700", "content": "s3cret"}, "#,
+    );
     let port = free_port();
     let args = [
         "--publish".to_owned(),
@@ -778,22 +817,9 @@ fn sshd_lets_in_the_key_the_user_data_hands_in_and_refuses_another() {
         &args,
         |console| {
             console.wait_for("service: sshd: running", Duration::from_secs(200));
-            // sshd listens once its host keys are made: ask until it answers.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            listed = Some(loop {
-                let out = ssh(port, &key, "service list");
-                if out.status.success() {
-                    break out;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "ssh service list: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                std::thread::sleep(Duration::from_secs(1));
-            });
-            refused = Some(ssh(port, &other, "touch /run/ssh-wrong-key"));
-            let session = ssh(port, &key, "touch /run/ssh-session");
+            listed = Some(ssh_once_up(port, &key, HostKey::Any, "service list"));
+            refused = Some(ssh(port, &other, HostKey::Any, "touch /run/ssh-wrong-key"));
+            let session = ssh(port, &key, HostKey::Any, "touch /run/ssh-session");
             assert!(
                 session.status.success(),
                 "{}",
@@ -833,4 +859,75 @@ fn with_no_provider_metadata_gives_up_and_the_boot_goes_on() {
     );
     let services = console.assert_printed("service: sshd: running");
     assert!(said < services, "{}", console.console);
+}
+
+/// A cloud's metadata server inside the guest, at its link-local address (cases/cloud.yml):
+/// the metadata program, asking every provider, takes AWS's answer.
+#[test]
+fn metadata_takes_a_clouds_answer_from_its_link_local_address() {
+    let console = boot(
+        "cloud",
+        &["tests/vm/cases/base.yml", "tests/vm/cases/cloud.yml"],
+        12,
+    );
+    console.assert_printed("service: metadata: exited with status 0");
+}
+
+/// Host keys kept on a disk (cases/sshkeys.yml binds a directory of the data disk on
+/// /etc/ssh/keys): the first boot makes them and the host's ssh learns the key; the second
+/// boot makes none, and ssh, which now accepts only the key it learnt, logs in.
+#[test]
+fn sshd_keeps_its_host_keys_on_a_disk_across_boots() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (key, public) = key_pair(dir.path(), "id_ed25519");
+    let data = user_data_with_key(dir.path(), &public, "");
+    let known = dir.path().join("known_hosts");
+    let disk = dir.path().join("data.img");
+    let port = free_port();
+    let mut args = data_disk(&disk);
+    args.extend([
+        "--publish".to_owned(),
+        format!("{port}:22"),
+        "--data-file".to_owned(),
+        data.display().to_string(),
+    ]);
+    let manifests = ["tests/vm/cases/base.yml", "tests/vm/cases/sshkeys.yml"];
+    let out = build("sshkeys", &manifests, &[]);
+    let key = key.as_path();
+    let login = |host| {
+        move |console: &mut LiveConsole| {
+            console.wait_for("service: sshd: running", Duration::from_secs(200));
+            ssh_once_up(port, key, host, "touch /run/ssh-session");
+        }
+    };
+    let first = boot_built(
+        "sshkeys",
+        out.path(),
+        2,
+        &args,
+        login(HostKey::Learn(&known)),
+    );
+    first.assert_printed("mountie: mounted /dev/vda1 (ext4 labelled data) on /var/lib/data");
+    let learnt = std::fs::read_to_string(&known).expect("the host key was learnt");
+    assert_eq!(learnt.lines().count(), 1, "{learnt}");
+    let on_disk = disk_file(&disk, "/ssh/ssh_host_ed25519_key.pub");
+    assert_eq!(
+        on_disk.split_whitespace().nth(1),
+        learnt.split_whitespace().nth(2),
+        "the key on the disk is the one sshd showed: {on_disk} {learnt}"
+    );
+
+    let second = boot_built(
+        "sshkeys",
+        out.path(),
+        2,
+        &args,
+        login(HostKey::Known(&known)),
+    );
+    second.assert_printed("mountie: checked /dev/vda1 (ext4): clean");
+    assert_eq!(
+        std::fs::read_to_string(&known).expect("known hosts"),
+        learnt,
+        "nothing new learnt"
+    );
 }

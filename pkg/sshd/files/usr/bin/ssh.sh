@@ -6,7 +6,7 @@ set -e
 keys=/etc/ssh/keys
 mkdir -p -m 0755 "$keys" /run/sshd
 # /root/.ssh may be the host's, bound in read-only: made only when missing.
-[ -d /root/.ssh ] || mkdir -m 0700 /root/.ssh
+[ -d /root/.ssh ] || mkdir -p -m 0700 /root/.ssh
 for type in ed25519 ecdsa rsa; do
     key="$keys/ssh_host_${type}_key"
     if [ ! -s "$key" ]; then
