@@ -317,6 +317,34 @@ fn run_given_a_directory_or_a_wrong_name_names_the_images_there() {
 }
 
 #[test]
+fn run_takes_user_data_from_one_place_and_names_a_file_it_cannot_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("out/web");
+    let image = image.to_str().expect("utf-8");
+    let both = kiln(
+        &["run", "--data", "{}", "--data-file", "ud.json", image],
+        None,
+    );
+    assert_eq!(both.status.code(), Some(2));
+    let said = text(&both.stderr);
+    assert!(
+        said.contains("the argument '--data <STRING>' cannot be used with '--data-file <FILE>'"),
+        "{said}"
+    );
+    let missing = dir.path().join("missing.json");
+    let missing = missing.to_str().expect("utf-8");
+    let unread = kiln(&["run", "--data-file", missing, image], None);
+    assert_eq!(unread.status.code(), Some(1));
+    let said = text(&unread.stderr);
+    assert!(
+        said.contains(&format!(
+            "--data-file {missing}: cannot read it: No such file"
+        )),
+        "{said}"
+    );
+}
+
+#[test]
 fn completions_parse_and_manual_pages_render() {
     let bash = kiln(&["completions", "bash"], None);
     assert!(bash.status.success());

@@ -49,3 +49,47 @@ pub fn iso(data: &[u8], name: &str) -> Result<TempPath> {
 pub fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("--data-file {}: cannot read it", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileExt as _;
+    use std::process::Command;
+
+    use super::*;
+
+    /// A file of the ISO, as xorriso reads it back.
+    fn extract(iso: &Path, name: &str) -> String {
+        let dir = tempfile::tempdir().expect("dir");
+        let out = dir.path().join(name);
+        let status = Command::new("xorriso")
+            .args(["-osirrox", "on", "-indev"])
+            .arg(iso)
+            .args(["-extract", &format!("/{name}")])
+            .arg(&out)
+            .output()
+            .expect("run xorriso");
+        assert!(status.status.success(), "{status:?}");
+        fs::read_to_string(&out).expect("extracted")
+    }
+
+    #[test]
+    fn the_user_data_is_on_a_volume_labelled_cidata() {
+        let data = b"{\"hostname\": {\"content\": \"web\"}}";
+        let iso = iso(data, "web").expect("the ISO");
+        // The primary volume descriptor (sector 16): its identifier at bytes 40..72.
+        let mut sector = [0u8; 2048];
+        fs::File::open(&iso)
+            .and_then(|file| file.read_exact_at(&mut sector, 16 * 2048))
+            .expect("read the descriptor");
+        assert_eq!(&sector[1..6], b"CD001");
+        assert_eq!(String::from_utf8_lossy(&sector[40..72]).trim_end(), LABEL);
+        assert_eq!(extract(&iso, "user-data").as_bytes(), data);
+        assert_eq!(
+            extract(&iso, "meta-data"),
+            "instance-id: web\nlocal-hostname: web\n"
+        );
+        let path = iso.to_path_buf();
+        drop(iso);
+        assert!(!path.exists(), "removed when the run ends");
+    }
+}
