@@ -159,18 +159,31 @@ pub(crate) fn add_notify_socket(spec: &mut Spec, socket: &Path) -> Result<(), Pr
         "NOTIFY_SOCKET={}",
         Path::new(NOTIFY_DIR).join(name).display()
     );
+    set_env(spec, &[variable]);
+    Ok(())
+}
+
+/// Sets `variables` (`KEY=VALUE`) in the process's environment, each replacing any value the
+/// config has for its key.
+pub(crate) fn set_env(spec: &mut Spec, variables: &[String]) {
+    let key = |entry: &str| {
+        entry
+            .split_once('=')
+            .map_or(entry, |(key, _)| key)
+            .to_owned()
+    };
+    let keys: Vec<String> = variables.iter().map(|variable| key(variable)).collect();
     let mut process = spec.process().clone().unwrap_or_default();
     let mut env: Vec<String> = process
         .env()
         .clone()
         .unwrap_or_default()
         .into_iter()
-        .filter(|entry| !entry.starts_with("NOTIFY_SOCKET="))
+        .filter(|entry| !keys.contains(&key(entry)))
         .collect();
-    env.push(variable);
+    env.extend(variables.iter().cloned());
     process.set_env(Some(env));
     spec.set_process(Some(process));
-    Ok(())
 }
 
 /// Binds `init` (this binary, a host path) read-only at [`container_init::PATH`], after every
@@ -368,5 +381,23 @@ mod tests {
                 "{problem}"
             );
         }
+    }
+
+    #[test]
+    fn set_variables_replace_the_configs_own() {
+        let mut spec = Spec::default();
+        let mut process = spec.process().clone().unwrap();
+        process.set_env(Some(vec![
+            "PATH=/bin".into(),
+            "WATCHDOG_USEC=1".into(),
+            "TERM".into(),
+        ]));
+        spec.set_process(Some(process));
+        set_env(
+            &mut spec,
+            &["WATCHDOG_USEC=5000000".into(), "TERM=xterm".into()],
+        );
+        let env = spec.process().as_ref().unwrap().env().clone().unwrap();
+        assert_eq!(env, ["PATH=/bin", "WATCHDOG_USEC=5000000", "TERM=xterm"]);
     }
 }

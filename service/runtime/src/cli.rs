@@ -172,6 +172,9 @@ struct CreateArgs {
     /// container at /run/notify and NOTIFY_SOCKET is set to the socket there.
     #[arg(long, value_name = "PATH")]
     notify_socket: Option<PathBuf>,
+    /// Set KEY=VALUE in the process's environment, replacing the config's value (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_assignment)]
+    env: Vec<String>,
     /// Run the process under Kiln's container init, as `docker run --init`: this binary bound
     /// read-only at /sbin/kiln-init runs as the container's PID 1, passes signals on to the
     /// process, reaps zombies and exits with the process's status.
@@ -289,6 +292,7 @@ fn create_options(
         pid_file: args.pid_file,
         no_pivot: args.no_pivot,
         notify_socket: args.notify_socket,
+        env: args.env,
         init: args.init,
         console_socket: args.console_socket,
         as_sibling,
@@ -376,4 +380,12 @@ fn report(log: Option<&Path>, err: &Error) {
         }
     }
     let _ = writeln!(io::stderr(), "{message}");
+}
+
+/// `--env KEY=VALUE`: a name that is not empty and has no `=`, then the value.
+fn parse_assignment(value: &str) -> Result<String, String> {
+    match value.split_once('=') {
+        Some((key, _)) if !key.is_empty() => Ok(value.to_owned()),
+        _ => Err(format!("`{value}` is not KEY=VALUE")),
+    }
 }

@@ -59,6 +59,8 @@ pub struct CreateOptions {
     /// A unix datagram socket on the host for sd_notify messages: its directory is bound into
     /// the container at [`bundle::NOTIFY_DIR`] and `NOTIFY_SOCKET` points at it there.
     pub notify_socket: Option<PathBuf>,
+    /// `KEY=VALUE` variables set in the process's environment, replacing the config's.
+    pub env: Vec<String>,
     /// Run the process under the container init (see [`crate::container_init`]), this binary
     /// bound read-only into the container.
     pub init: bool,
@@ -188,6 +190,7 @@ impl Runtime {
 
         let exe = std::env::current_exe()
             .map_err(|err| Error::io("find the runtime's own binary", "/proc/self/exe", err))?;
+        bundle::set_env(&mut spec, &options.env);
         if options.init {
             bundle::add_init(&mut spec, &exe).map_err(|problem| Error::Bundle {
                 bundle: bundle.clone(),

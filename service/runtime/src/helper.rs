@@ -36,6 +36,8 @@ pub struct HelperOptions {
     pub no_pivot: bool,
     /// The sd_notify socket to bind into the container (`--notify-socket`).
     pub notify_socket: Option<PathBuf>,
+    /// `KEY=VALUE` variables set in the process's environment (`--env`).
+    pub env: Vec<String>,
     /// Run the process under the container init (`--init`).
     pub init: bool,
 }
@@ -86,6 +88,9 @@ impl Helper {
         }
         if let Some(socket) = &options.notify_socket {
             command.arg("--notify-socket").arg(socket);
+        }
+        for variable in &options.env {
+            command.arg("--env").arg(variable);
         }
         if options.init {
             command.arg("--init");

@@ -16,6 +16,7 @@ pub mod mountinfo;
 pub mod problem;
 pub mod runtime;
 pub mod signal;
+pub mod supervision;
 
 pub use bundle::check_bundle;
 pub use json::LoadError;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::json::{self, LoadError};
 use crate::problem::Problem;
 use crate::signal;
+use crate::supervision::{self, Healthcheck, OnFailure, RestartLimit};
 
 /// The file name of the runtime config inside a bundle.
 pub const FILE_NAME: &str = "runtime.json";
@@ -89,6 +90,20 @@ pub struct Runtime {
     /// zombies and exits with the process's status.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// A probe run while the service runs: unhealthy, it is stopped and its restart policy
+    /// decides; dependents wait for it to be healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    /// Seconds within which the service must send `WATCHDOG=1` on `$NOTIFY_SOCKET` (it gets
+    /// `WATCHDOG_USEC`), again and again; a silent one is killed with SIGABRT and restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<u64>,
+    /// How many automatic restarts a time window allows before the service is failed for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_limit: Option<RestartLimit>,
+    /// What the machine does when the service fails for good: `reboot` or `poweroff`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
 }
 
 /// Where [`Runtime::init`] binds the container init inside the container: a read-only root
@@ -314,6 +329,12 @@ impl Runtime {
                 ));
             }
         }
+        supervision::check(
+            self.healthcheck.as_ref(),
+            self.watchdog,
+            self.restart_limit,
+            problems,
+        );
     }
 
     /// How long an onboot or onshutdown container may run: `timeout`, [`DEFAULT_TIMEOUT`]

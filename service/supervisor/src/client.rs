@@ -180,12 +180,22 @@ pub fn fail(message: &str) -> ExitCode {
 
 /// `service list`: one row per service.
 pub fn table(services: &[ServiceInfo]) -> String {
-    let header = ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"].map(str::to_owned);
+    let header = [
+        "NAME",
+        "STATE",
+        "HEALTH",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "LAST EXIT",
+    ]
+    .map(str::to_owned);
     let mut rows = vec![header.to_vec()];
     for info in services {
         rows.push(vec![
             info.name.clone(),
             info.state.clone(),
+            or_dash(info.health.as_ref()),
             or_dash(info.pid),
             or_dash(info.uptime.map(duration)),
             info.restarts.to_string(),
@@ -246,6 +256,23 @@ fn status(answer: &Answer) -> String {
     fact("last exit:", or_dash(info.last_exit.as_ref()));
     if !info.depends_on.is_empty() {
         fact("depends on:", info.depends_on.join(", "));
+    }
+    if let Some(health) = &info.health {
+        fact("health:", health.clone());
+    }
+    if let Some(probe) = &info.last_probe {
+        fact(
+            "probe:",
+            format!(
+                "{} ({} ago): {}",
+                if probe.passed { "passed" } else { "failed" },
+                duration(now - probe.at),
+                probe.detail
+            ),
+        );
+    }
+    if let Some(text) = &info.status_text {
+        fact("status:", text.clone());
     }
     if let Some(problem) = &info.problem {
         fact("problem:", problem.clone());
@@ -309,6 +336,9 @@ mod tests {
             last_exit: None,
             depends_on: vec![],
             problem: None,
+            status_text: None,
+            health: None,
+            last_probe: None,
         }
     }
 
@@ -317,12 +347,14 @@ mod tests {
         let mut crashed = info("crasher", "backoff", None);
         crashed.restarts = 3;
         crashed.last_exit = Some(Exit::Code(3).into());
-        let text = table(&[info("web", "running", Some(312)), crashed]);
+        let mut web = info("web", "running", Some(312));
+        web.health = Some("healthy".into());
+        let text = table(&[web, crashed]);
         assert_eq!(
             text,
-            "NAME     STATE    PID  UPTIME  RESTARTS  LAST EXIT\n\
-             web      running  312  1m15s   0         -\n\
-             crasher  backoff  -    -       3         status 3\n"
+            "NAME     STATE    HEALTH   PID  UPTIME  RESTARTS  LAST EXIT\n\
+             web      running  healthy  312  1m15s   0         -\n\
+             crasher  backoff  -        -    -       3         status 3\n"
         );
     }
 

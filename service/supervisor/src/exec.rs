@@ -117,17 +117,7 @@ pub fn start(
     let (pid, messages) = runtime_helper
         .spawn_exec(name, args, socket, stdio)
         .map_err(|err| fail(&err))?;
-    // Registered before the event loop's next turn, so its reaper never takes this exit.
-    helpers.insert(pid);
-    let helper = match Child::new(pid) {
-        Ok(child) => child,
-        Err(err) => {
-            let _ = kill(pid, Signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, None);
-            helpers.remove(pid);
-            return Err(fail(&format!("watch the exec helper {pid}: {err}")));
-        }
-    };
+    let helper = watched(helpers, pid).map_err(|err| fail(&err))?;
     Ok(Session {
         name: name.to_owned(),
         helper,
@@ -135,6 +125,24 @@ pub fn start(
         terminal,
         helpers: helpers.clone(),
     })
+}
+
+/// Watches exec helper `pid`, just spawned by the caller: registered before the event loop's
+/// next turn, so that its reaper never takes this exit; [`forget`] it once reaped. A helper that
+/// cannot be watched is killed and reaped.
+pub fn watched(helpers: &Helpers, pid: Pid) -> Result<Child, String> {
+    helpers.insert(pid);
+    Child::new(pid).map_err(|err| {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+        helpers.remove(pid);
+        format!("watch the exec helper {pid}: {err}")
+    })
+}
+
+/// Takes a reaped exec helper off the list.
+pub fn forget(helpers: &Helpers, pid: Pid) {
+    helpers.remove(pid);
 }
 
 impl Console {

@@ -6,11 +6,13 @@
 //! LinuxKit has none of this (a crashed service stays down); the states and the restart throttle
 //! follow s6 and systemd.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use spec::runtime::Restart;
 use spec::signal::Number;
+use spec::supervision::OnFailure;
 
 use crate::child::Exit;
 
@@ -96,6 +98,13 @@ pub enum Event {
     RestartRequested,
     /// The stop timeout ran out.
     StopTimeout,
+    /// Its healthcheck passed for the first time in this run (changes no state: dependents
+    /// that wait for it may start).
+    Healthy,
+    /// Its healthcheck failed `retries` times in a row.
+    Unhealthy,
+    /// It did not send `WATCHDOG=1` within its `watchdog` time.
+    WatchdogTimeout,
 }
 
 /// What the supervisor must do for the service.
@@ -113,6 +122,30 @@ pub enum Action {
     Kill,
     /// Report `BackoffOver` after this long.
     RestartTimer(Duration),
+    /// It failed for good and its `onFailure` ends the machine.
+    EndMachine(OnFailure),
+}
+
+/// Why the supervisor stopped a service that had not asked to stop: its run counts as failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Unhealthy,
+    Watchdog,
+}
+
+impl Fault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unhealthy => "unhealthy",
+            Self::Watchdog => "watchdog timeout",
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The restart throttle: the delay doubles after each failure that came soon after a start, from
@@ -142,6 +175,10 @@ pub struct Policy {
     pub restart: Restart,
     pub stop_signal: Number,
     pub stop_timeout: Duration,
+    /// At most this many automatic restarts within this long (`restartLimit`).
+    pub restart_limit: Option<(u32, Duration)>,
+    /// What a failure for good does to the machine (`onFailure`).
+    pub on_failure: Option<OnFailure>,
 }
 
 impl Default for Policy {
@@ -150,6 +187,8 @@ impl Default for Policy {
             restart: Restart::Always,
             stop_signal: nix::sys::signal::Signal::SIGTERM.into(),
             stop_timeout: Duration::from_secs(10),
+            restart_limit: None,
+            on_failure: None,
         }
     }
 }
@@ -167,6 +206,14 @@ pub struct Lifecycle {
     backoff: Backoff,
     /// Start again once the stop in progress is over (`service restart`).
     start_after_stop: bool,
+    /// Why the stop in progress was the supervisor's own: the run then counts as failed.
+    fault: Option<Fault>,
+    /// The fault that ended the last run, if one did.
+    last_fault: Option<Fault>,
+    /// When the automatic restarts inside the `restartLimit` window were decided.
+    recent_restarts: VecDeque<Instant>,
+    /// Set when `restartLimit` kept the last failure from being restarted.
+    limit_reached: bool,
 }
 
 impl Lifecycle {
@@ -179,6 +226,10 @@ impl Lifecycle {
             last_exit: None,
             backoff: Backoff::default(),
             start_after_stop: false,
+            fault: None,
+            last_fault: None,
+            recent_restarts: VecDeque::new(),
+            limit_reached: false,
         }
     }
 
@@ -214,6 +265,16 @@ impl Lifecycle {
         self.last_exit
     }
 
+    /// The fault that ended the last run (unhealthy, watchdog), if one did.
+    pub fn last_fault(&self) -> Option<Fault> {
+        self.last_fault
+    }
+
+    /// Whether `restartLimit` kept the last failure from being restarted.
+    pub fn limit_reached(&self) -> bool {
+        self.limit_reached
+    }
+
     /// When the current process started, while there is one.
     pub fn up_since(&self) -> Option<Instant> {
         self.up_since
@@ -235,19 +296,46 @@ impl Lifecycle {
                 (S::Running, vec![])
             }
             (S::Starting, E::StartFailed { permanent }) => {
-                if permanent || self.policy.restart == Restart::No {
-                    (S::Failed, vec![])
+                if permanent || self.policy.restart == Restart::No || !self.may_restart(now) {
+                    self.give_up(vec![])
                 } else {
                     let delay = self.backoff.next(Duration::ZERO);
                     (S::Backoff, vec![Action::RestartTimer(delay)])
                 }
             }
             (S::Running, E::BecameReady) => (S::Ready, vec![]),
-            (S::Running | S::Ready, E::Exited(exit)) => self.exited(exit, now),
+            (S::Running | S::Ready, E::Exited(exit)) => {
+                self.last_fault = None;
+                self.exited(exit, !exit.success(), now)
+            }
             (S::Running | S::Ready, E::StopRequested) => (S::Stopping, self.stop_actions()),
+            (S::Running | S::Ready, E::Unhealthy) => {
+                self.fault = Some(Fault::Unhealthy);
+                (S::Stopping, self.stop_actions())
+            }
+            (S::Running | S::Ready, E::WatchdogTimeout) => {
+                // As systemd: SIGABRT, so that the service can leave a core; SIGKILL after the
+                // stop timeout.
+                self.fault = Some(Fault::Watchdog);
+                (
+                    S::Stopping,
+                    vec![
+                        Action::Signal(nix::sys::signal::Signal::SIGABRT.into()),
+                        Action::StopTimer(self.policy.stop_timeout),
+                    ],
+                )
+            }
             (S::Stopping, E::StopTimeout) => (S::Stopping, vec![Action::Kill]),
+            (S::Stopping, E::Exited(exit)) if self.fault.is_some() && !self.start_after_stop => {
+                // Stopped for a fault: a failed run, for the restart policy to judge.
+                self.last_fault = self.fault.take();
+                self.exited(exit, true, now)
+            }
             (S::Stopping, E::Exited(exit)) => {
                 self.last_exit = Some(exit);
+                // Asked to stop (or restart) while a fault's stop ran: the request wins.
+                self.fault = None;
+                self.last_fault = None;
                 self.up_since = None;
                 if std::mem::take(&mut self.start_after_stop) {
                     self.backoff = Backoff::default();
@@ -277,6 +365,8 @@ impl Lifecycle {
             ) => {
                 // The operator's start: a fresh throttle, as `systemctl reset-failed`.
                 self.backoff = Backoff::default();
+                self.recent_restarts.clear();
+                self.limit_reached = false;
                 (S::Starting, vec![Action::Start])
             }
             (state, _) => (state, vec![]),
@@ -292,8 +382,9 @@ impl Lifecycle {
         ]
     }
 
-    /// An exit on its own: restart after the backoff delay if the policy says so.
-    fn exited(&mut self, exit: Exit, now: Instant) -> (State, Vec<Action>) {
+    /// A run that ended without being asked to (`failed` when its exit status or a fault says
+    /// so): restarted after the backoff delay if the policy and the restart limit allow it.
+    fn exited(&mut self, exit: Exit, failed: bool, now: Instant) -> (State, Vec<Action>) {
         self.last_exit = Some(exit);
         let up_for = self
             .up_since
@@ -301,20 +392,47 @@ impl Lifecycle {
             .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
         let restart = match self.policy.restart {
             Restart::Always => true,
-            Restart::OnFailure => !exit.success(),
+            Restart::OnFailure => failed,
             Restart::No => false,
         };
-        if restart {
+        if restart && self.may_restart(now) {
             let delay = self.backoff.next(up_for);
             (
                 State::Backoff,
                 vec![Action::CleanUp, Action::RestartTimer(delay)],
             )
-        } else if exit.success() {
+        } else if !failed && !self.limit_reached {
             (State::Exited, vec![Action::CleanUp])
         } else {
-            (State::Failed, vec![Action::CleanUp])
+            self.give_up(vec![Action::CleanUp])
         }
+    }
+
+    /// Whether `restartLimit` allows one more automatic restart now; if it does, the restart is
+    /// counted.
+    fn may_restart(&mut self, now: Instant) -> bool {
+        let Some((burst, window)) = self.policy.restart_limit else {
+            return true;
+        };
+        while self
+            .recent_restarts
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) >= window)
+        {
+            self.recent_restarts.pop_front();
+        }
+        if self.recent_restarts.len() >= burst as usize {
+            self.limit_reached = true;
+            return false;
+        }
+        self.recent_restarts.push_back(now);
+        true
+    }
+
+    /// Failed for good: `actions`, then the machine's end if `onFailure` asks for it.
+    fn give_up(&self, mut actions: Vec<Action>) -> (State, Vec<Action>) {
+        actions.extend(self.policy.on_failure.map(Action::EndMachine));
+        (State::Failed, actions)
     }
 }
 
@@ -525,5 +643,168 @@ mod tests {
         backing_off.handle(Event::StopRequested, t0);
         assert_eq!(backing_off.state(), State::Stopped);
         assert_eq!(backing_off.handle(Event::BackoffOver, t0), [], "late timer");
+    }
+
+    fn limited(burst: u32, window: u64, on_failure: Option<OnFailure>) -> Policy {
+        Policy {
+            restart_limit: Some((burst, secs(window))),
+            on_failure,
+            ..Policy::default()
+        }
+    }
+
+    #[test]
+    fn a_burst_past_the_restart_limit_fails_for_good() {
+        let t0 = Instant::now();
+        let mut service = running(limited(2, 60, None), t0);
+        for round in 0..2u64 {
+            service.handle(Event::Exited(Exit::Code(1)), t0 + secs(round));
+            assert_eq!(service.state(), State::Backoff, "restart {round}");
+            service.handle(Event::BackoffOver, t0);
+            service.handle(Event::Started, t0);
+        }
+        assert_eq!(
+            service.handle(Event::Exited(Exit::Code(1)), t0 + secs(10)),
+            [Action::CleanUp]
+        );
+        assert_eq!(service.state(), State::Failed);
+        assert!(service.limit_reached());
+        assert_eq!(service.handle(Event::BackoffOver, t0), [], "stays down");
+
+        // Restarts outside the window do not count: one every minute goes on for ever.
+        let mut slow = running(limited(1, 60, None), t0);
+        for minute in 0..5u64 {
+            slow.handle(Event::Exited(Exit::Code(1)), t0 + secs(61 * minute));
+            assert_eq!(slow.state(), State::Backoff, "minute {minute}");
+            slow.handle(Event::BackoffOver, t0);
+            slow.handle(Event::Started, t0);
+        }
+
+        // Start failures count too; a start by the operator begins a fresh window.
+        let mut broken = Lifecycle::new(limited(1, 60, None));
+        broken.handle(Event::DependenciesMet, t0);
+        broken.handle(Event::StartFailed { permanent: false }, t0);
+        broken.handle(Event::BackoffOver, t0);
+        assert_eq!(
+            broken.handle(Event::StartFailed { permanent: false }, t0),
+            []
+        );
+        assert_eq!(broken.state(), State::Failed);
+        assert_eq!(broken.handle(Event::StartRequested, t0), [Action::Start]);
+        assert!(!broken.limit_reached());
+        broken.handle(Event::StartFailed { permanent: false }, t0);
+        assert_eq!(broken.state(), State::Backoff);
+    }
+
+    #[test]
+    fn on_failure_ends_the_machine_only_when_the_service_fails_for_good() {
+        let t0 = Instant::now();
+        let reboot = Some(OnFailure::Reboot);
+        let mut service = running(limited(1, 60, reboot), t0);
+        assert_eq!(
+            service.handle(Event::Exited(Exit::Code(1)), t0),
+            [Action::CleanUp, Action::RestartTimer(secs(1))]
+        );
+        service.handle(Event::BackoffOver, t0);
+        service.handle(Event::Started, t0);
+        assert_eq!(
+            service.handle(Event::Exited(Exit::Code(1)), t0),
+            [Action::CleanUp, Action::EndMachine(OnFailure::Reboot)]
+        );
+
+        let no = Policy {
+            restart: Restart::No,
+            on_failure: Some(OnFailure::Poweroff),
+            ..Policy::default()
+        };
+        let mut done = running(no, t0);
+        assert_eq!(
+            done.handle(Event::Exited(Exit::Code(0)), t0),
+            [Action::CleanUp],
+            "a clean exit is no failure"
+        );
+        let mut crashed = running(no, t0);
+        assert_eq!(
+            crashed.handle(Event::Exited(Exit::Code(2)), t0),
+            [Action::CleanUp, Action::EndMachine(OnFailure::Poweroff)]
+        );
+        let mut stopped = running(no, t0);
+        stopped.handle(Event::StopRequested, t0);
+        assert_eq!(
+            stopped.handle(Event::Exited(Exit::Signal(Signal::SIGTERM.into())), t0),
+            [Action::CleanUp],
+            "a stop on request is no failure"
+        );
+    }
+
+    #[test]
+    fn an_unhealthy_service_is_stopped_and_its_run_counts_as_failed() {
+        let t0 = Instant::now();
+        let mut service = running(
+            Policy {
+                restart: Restart::OnFailure,
+                ..Policy::default()
+            },
+            t0,
+        );
+        assert_eq!(
+            service.handle(Event::Unhealthy, t0),
+            [
+                Action::Signal(Signal::SIGTERM.into()),
+                Action::StopTimer(secs(10))
+            ]
+        );
+        assert_eq!(service.state(), State::Stopping);
+        // It exits 0 on SIGTERM: still a failure, so on-failure restarts it.
+        assert_eq!(
+            service.handle(Event::Exited(Exit::Code(0)), t0),
+            [Action::CleanUp, Action::RestartTimer(secs(1))]
+        );
+        assert_eq!(service.last_fault(), Some(Fault::Unhealthy));
+        service.handle(Event::BackoffOver, t0);
+        service.handle(Event::Started, t0);
+        service.handle(Event::Exited(Exit::Code(1)), t0);
+        assert_eq!(service.last_fault(), None, "a plain crash is no fault");
+
+        let mut no = running(
+            Policy {
+                restart: Restart::No,
+                ..Policy::default()
+            },
+            t0,
+        );
+        no.handle(Event::Unhealthy, t0);
+        no.handle(Event::Exited(Exit::Code(0)), t0);
+        assert_eq!(no.state(), State::Failed);
+        assert_eq!(no.last_fault(), Some(Fault::Unhealthy));
+
+        // A stop asked for while the fault's stop runs is a stop.
+        let mut asked = running(Policy::default(), t0);
+        asked.handle(Event::Unhealthy, t0);
+        asked.handle(Event::StartRequested, t0);
+        assert_eq!(
+            asked.handle(Event::Exited(Exit::Code(0)), t0),
+            [Action::CleanUp, Action::Start]
+        );
+        assert_eq!(asked.last_fault(), None);
+    }
+
+    #[test]
+    fn a_silent_watchdog_aborts_then_kills() {
+        let t0 = Instant::now();
+        let mut service = running(Policy::default(), t0);
+        service.handle(Event::BecameReady, t0);
+        assert_eq!(
+            service.handle(Event::WatchdogTimeout, t0),
+            [
+                Action::Signal(Signal::SIGABRT.into()),
+                Action::StopTimer(secs(10))
+            ]
+        );
+        assert_eq!(service.handle(Event::WatchdogTimeout, t0), [], "once");
+        assert_eq!(service.handle(Event::StopTimeout, t0), [Action::Kill]);
+        service.handle(Event::Exited(Exit::Signal(Signal::SIGKILL.into())), t0);
+        assert_eq!(service.state(), State::Backoff);
+        assert_eq!(service.last_fault(), Some(Fault::Watchdog));
     }
 }

@@ -15,6 +15,7 @@ mod daemon;
 mod exec;
 mod exec_client;
 mod fdpass;
+mod health;
 mod launch;
 mod lifecycle;
 mod logfile;

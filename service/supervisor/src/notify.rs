@@ -1,9 +1,11 @@
 //! The sd_notify protocol: a service tells the supervisor it is ready by sending a datagram
-//! holding the line `READY=1` to the unix socket named by `$NOTIFY_SOCKET`. The daemon binds one
+//! holding the line `READY=1` to the unix socket named by `$NOTIFY_SOCKET`, that it is alive
+//! with `WATCHDOG=1` (when it has a `watchdog`), and what it is doing with `STATUS=`. The daemon binds one
 //! socket per service (so a service can speak only for itself) and the runtime binds its
 //! directory into the container; `service notify` is the sender for scripts, like
 //! `systemd-notify`.
-//! Runs in: the supervisor daemon (a receiving task per service that declares `ready.notify`)
+//! Runs in: the supervisor daemon (a receiving task per service that declares `ready.notify`
+//! or `watchdog`)
 //! and, for `service notify`, inside a container.
 //! Mirrors systemd's sd_notify(3) message format: newline-separated `KEY=VALUE` assignments;
 //! a name starting with `@` is an abstract socket.
@@ -23,12 +25,49 @@ pub const SOCKET_NAME: &str = "notify.sock";
 /// The largest message read; sd_notify messages are a few short lines.
 const MAX_MESSAGE: usize = 4096;
 
-/// Whether a message holds `READY=1`; other assignments are ignored, as systemd ignores the
-/// ones it does not know.
-pub fn says_ready(message: &[u8]) -> bool {
-    message
-        .split(|byte| *byte == b'\n')
-        .any(|line| line == b"READY=1")
+/// What one message says that the supervisor acts on; other assignments are ignored, as
+/// systemd ignores the ones it does not know.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Note {
+    /// `READY=1`.
+    pub ready: bool,
+    /// `STATUS=...`: free text for `service status`.
+    pub status: Option<String>,
+    /// `WATCHDOG=1` or `WATCHDOG=trigger`.
+    pub watchdog: Option<Watchdog>,
+}
+
+/// A watchdog message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watchdog {
+    /// `WATCHDOG=1`: alive; the watchdog time starts again.
+    Alive,
+    /// `WATCHDOG=trigger`: the service asks to be handled as if its watchdog ran out.
+    Trigger,
+}
+
+/// The longest `STATUS=` text kept.
+const MAX_STATUS: usize = 200;
+
+impl Note {
+    /// Reads a message: newline-separated `KEY=VALUE` assignments, the last of a key winning.
+    pub fn parse(message: &[u8]) -> Self {
+        let mut note = Self::default();
+        for line in message.split(|byte| *byte == b'\n') {
+            match line {
+                b"READY=1" => note.ready = true,
+                b"WATCHDOG=1" => note.watchdog = Some(Watchdog::Alive),
+                b"WATCHDOG=trigger" => note.watchdog = Some(Watchdog::Trigger),
+                _ => {
+                    if let Some(text) = line.strip_prefix(b"STATUS=") {
+                        let text = String::from_utf8_lossy(text);
+                        note.status = Some(text.chars().take(MAX_STATUS).collect());
+                    }
+                }
+            }
+        }
+        note
+    }
 }
 
 /// A service's notify socket, bound by the daemon before the container is created.
@@ -66,22 +105,11 @@ impl Socket {
         &self.path
     }
 
-    /// Waits for a message holding `READY=1`, dropping any others.
-    pub async fn ready(&self) -> io::Result<()> {
+    /// The next message.
+    pub async fn recv(&self) -> io::Result<Note> {
         let mut buffer = vec![0; MAX_MESSAGE];
-        loop {
-            let len = self.socket.recv(&mut buffer).await?;
-            if says_ready(&buffer[..len]) {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Receives and drops messages forever, so a service that keeps notifying never blocks on
-    /// a full socket queue.
-    pub async fn drain(&self) {
-        let mut buffer = vec![0; MAX_MESSAGE];
-        while self.socket.recv(&mut buffer).await.is_ok() {}
+        let len = self.socket.recv(&mut buffer).await?;
+        Ok(Note::parse(&buffer[..len]))
     }
 }
 
@@ -95,7 +123,7 @@ impl Drop for Socket {
 /// `$NOTIFY_SOCKET`.
 pub fn send(ready: bool, assignments: &[String]) -> ExitCode {
     let Some(target) = std::env::var_os("NOTIFY_SOCKET").filter(|value| !value.is_empty()) else {
-        eprintln!("service notify: NOTIFY_SOCKET is not set: the supervisor sets it for services with `ready: {{notify: true}}` in runtime.json");
+        eprintln!("service notify: NOTIFY_SOCKET is not set: the supervisor sets it for services with `ready: {{notify: true}}` or `watchdog` in runtime.json");
         return ExitCode::FAILURE;
     };
     let mut lines: Vec<String> = Vec::new();
@@ -141,12 +169,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ready_is_a_whole_line() {
-        assert!(says_ready(b"STATUS=warming up\nMAINPID=7\nREADY=1\n"));
-        assert!(says_ready(b"READY=1"));
-        assert!(!says_ready(b"READY=0"));
-        assert!(!says_ready(b"NOTREADY=1\nREADY=10"));
-        assert!(!says_ready(b""));
+    fn assignments_are_whole_lines() {
+        let note = Note::parse(b"STATUS=warming up\nMAINPID=7\nREADY=1\n");
+        assert!(note.ready);
+        assert_eq!(note.status.as_deref(), Some("warming up"));
+        assert_eq!(note.watchdog, None);
+        assert!(Note::parse(b"READY=1").ready);
+        for not_ready in [&b"READY=0"[..], b"NOTREADY=1\nREADY=10", b""] {
+            assert_eq!(Note::parse(not_ready), Note::default());
+        }
+        assert_eq!(Note::parse(b"WATCHDOG=1").watchdog, Some(Watchdog::Alive));
+        assert_eq!(
+            Note::parse(b"WATCHDOG=1\nWATCHDOG=trigger").watchdog,
+            Some(Watchdog::Trigger)
+        );
+        assert_eq!(Note::parse(b"WATCHDOG=0").watchdog, None);
+        let long = format!("STATUS={}", "x".repeat(1000));
+        assert_eq!(
+            Note::parse(long.as_bytes()).status.map(|s| s.len()),
+            Some(200)
+        );
     }
 
     #[test]
@@ -162,10 +204,11 @@ mod tests {
             assert_eq!(mode & 0o777, 0o666);
             send_to(socket.path(), b"STATUS=starting").unwrap();
             send_to(socket.path(), b"STATUS=up\nREADY=1").unwrap();
-            tokio::time::timeout(std::time::Duration::from_secs(10), socket.ready())
-                .await
-                .expect("READY=1 arrives")
-                .unwrap();
+            let recv = || tokio::time::timeout(std::time::Duration::from_secs(10), socket.recv());
+            let first = recv().await.expect("a message arrives").unwrap();
+            assert_eq!(first.status.as_deref(), Some("starting"));
+            let second = recv().await.expect("a message arrives").unwrap();
+            assert!(second.ready);
             let path = socket.path().to_owned();
             drop(socket);
             assert!(!path.exists(), "the socket file goes with the socket");

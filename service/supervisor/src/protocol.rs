@@ -128,9 +128,29 @@ pub struct ServiceInfo {
     pub restarts: u32,
     pub last_exit: Option<LastExit>,
     pub depends_on: Vec<String>,
-    /// Why it is not running, when it could not be started.
+    /// Why it is not running, when it could not be started or failed for a fault
+    /// (`unhealthy`, `watchdog timeout`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// With a healthcheck: starting, healthy or unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// With a healthcheck: the last probe's result (`exit 0`, `HTTP 503`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe: Option<LastProbe>,
+    /// The last `STATUS=` text it sent on its notify socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_text: Option<String>,
+}
+
+/// A health probe's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastProbe {
+    pub passed: bool,
+    /// What it saw: `exit 1: not ready`, `HTTP 200`, `connect 127.0.0.1:80: Connection refused`.
+    pub detail: String,
+    /// When it ended (seconds since the epoch).
+    pub at: f64,
 }
 
 /// How the last run ended.
@@ -264,6 +284,13 @@ mod tests {
             last_exit: Some(Exit::Code(3).into()),
             depends_on: vec![],
             problem: None,
+            status_text: None,
+            health: Some("unhealthy".to_owned()),
+            last_probe: Some(LastProbe {
+                passed: false,
+                detail: "HTTP 503".to_owned(),
+                at: 2.5,
+            }),
         };
         let line = Answer {
             service: Some(info.clone()),
@@ -271,6 +298,11 @@ mod tests {
         }
         .to_line();
         assert!(line.contains(r#""last_exit":{"code":3}"#), "{line}");
+        assert!(!line.contains("status_text"), "{line}");
+        assert!(
+            line.contains(r#""last_probe":{"passed":false,"detail":"HTTP 503","at":2.5}"#),
+            "{line}"
+        );
         let back: Answer = serde_json::from_str(&line).unwrap();
         assert_eq!(back.service, Some(info));
         assert_eq!(LastExit::from(Exit::Unknown).to_string(), "unknown");

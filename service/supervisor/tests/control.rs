@@ -15,68 +15,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 use support::*;
-
-const SOCKET: &str = "/run/service.sock";
-
-/// `service COMMAND --socket SOCKET ARGS...`.
-fn cli(args: &[&str]) -> Output {
-    let mut command = Command::new(SERVICE);
-    command
-        .arg(args[0])
-        .args(["--socket", SOCKET])
-        .args(&args[1..]);
-    output_via_files(&mut command)
-}
-
-/// Runs a CLI command that must succeed; returns its stdout.
-fn cli_ok(args: &[&str]) -> String {
-    let output = cli(args);
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "service {args:?}: {}\n{stdout}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
-
-/// Runs a CLI command that must fail; returns its stderr.
-fn cli_fails(args: &[&str]) -> String {
-    failure(&cli(args), &format!("service {args:?}"))
-}
-
-/// The stderr of `what`, which must have failed.
-fn failure(output: &Output, what: &str) -> String {
-    assert!(
-        !output.status.success(),
-        "{what} succeeded: {}",
-        String::from_utf8_lossy(&output.stdout)
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn json_of(args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.push("--json");
-    serde_json::from_str(&cli_ok(&args)).unwrap()
-}
-
-/// The `list --json` entry of service `name`.
-fn listed(name: &str) -> Value {
-    let list = json_of(&["list"]);
-    list["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|service| service["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not listed: {list}"))
-        .clone()
-}
 
 /// One request and its answer on an open connection.
 fn ask(stream: &mut BufReader<UnixStream>, line: &str) -> Value {
@@ -138,7 +80,8 @@ fn the_cli_lists_controls_and_follows_services_root() {
         let row = rows.iter().find(|row| row.starts_with("sleeper ")).unwrap();
         let cells: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(cells[1], "running", "{table}");
-        assert_eq!(cells[2], sleeper.to_string(), "{table}");
+        assert_eq!(cells[2], "-", "no healthcheck: {table}");
+        assert_eq!(cells[3], sleeper.to_string(), "{table}");
         let row = rows.iter().find(|row| row.starts_with("flaky ")).unwrap();
         assert!(
             row.contains(" failed ") && row.ends_with("status 3"),

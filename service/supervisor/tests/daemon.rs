@@ -189,15 +189,7 @@ fn services_are_supervised_and_stopped_in_order_root() {
         kill(Pid::from_raw(sleeper), Signal::SIGKILL)?;
         lines.expect("sleeper: killed by SIGKILL");
         lines.expect("sleeper: restart 1 in 1s");
-        let line = lines.expect("sleeper: running, pid ");
-        let line = if pid_of(&line) == sleeper {
-            // The first `running` line; wait for the next one.
-            lines.seen.retain(|seen| !seen.contains("sleeper: running"));
-            lines.expect("sleeper: running, pid ")
-        } else {
-            line
-        };
-        assert_ne!(pid_of(&line), sleeper, "restarted with a new pid");
+        lines.restarted("sleeper", sleeper);
 
         assert_eq!(
             read(Path::new("/var/log/printer.out.log")),

@@ -127,6 +127,17 @@ services:
         notify: true
       stopSignal: SIGINT
       stopTimeout: 5
+      healthcheck:
+        http: http://127.0.0.1:8080/health
+        interval: 5
+        timeout: 2
+        retries: 4
+        startPeriod: 30
+      watchdog: 20
+      restartLimit:
+        burst: 5
+        interval: 60
+      onFailure: reboot
   - name: db
     image: docker-archive:/tmp/db.tar
 files:
@@ -523,6 +534,70 @@ fn runtime_sections_follow_the_spec_crate_and_supervision_rules() {
         5,
         "onboot[0].runtime.restart",
         "only services have `restart`",
+    );
+}
+
+#[test]
+fn health_watchdog_and_restart_limits_are_checked() {
+    one_problem(
+        &service(
+            "    runtime:\n      healthcheck:\n        exec: [pgrep, web]\n        tcp: a:1\n",
+        ),
+        6,
+        "services[0].runtime.healthcheck",
+        "give exactly one of `exec` (a command), `http` (a URL) or `tcp` (HOST:PORT)",
+    );
+    one_problem(
+        &service("    runtime:\n      healthcheck:\n        tcp: localhost\n"),
+        6,
+        "services[0].runtime.healthcheck.tcp",
+        "`localhost` is not HOST:PORT",
+    );
+    one_problem(
+        &service("    runtime:\n      healthcheck:\n        http: https://x/\n"),
+        6,
+        "services[0].runtime.healthcheck.http",
+        "https is not probed",
+    );
+    one_problem(
+        &service(
+            "    runtime:\n      healthcheck:\n        exec: [pgrep, web]\n        interval: 0\n",
+        ),
+        7,
+        "services[0].runtime.healthcheck.interval",
+        "must be at least 1",
+    );
+    one_problem(
+        &service(
+            "    runtime:\n      healthcheck:\n        exec: [pgrep, web]\n        retires: 2\n",
+        ),
+        7,
+        "services[0].runtime.healthcheck.retires",
+        "did you mean `retries`?",
+    );
+    one_problem(
+        &service("    runtime:\n      watchdog: 0\n"),
+        5,
+        "services[0].runtime.watchdog",
+        "must be at least 1",
+    );
+    one_problem(
+        &service("    runtime:\n      restartLimit:\n        burst: 0\n        interval: 10\n"),
+        6,
+        "services[0].runtime.restartLimit.burst",
+        "use `restart: no` for none",
+    );
+    one_problem(
+        &service("    runtime:\n      onFailure: halt\n"),
+        5,
+        "services[0].runtime.onFailure",
+        "unknown variant `halt`",
+    );
+    one_problem(
+        "onboot:\n  - name: a\n    image: x\n    runtime:\n      watchdog: 5\n",
+        5,
+        "onboot[0].runtime.watchdog",
+        "only services have `watchdog`",
     );
 }
 

@@ -3,7 +3,6 @@
 //! the services an earlier supervisor left running taken over from their records.
 //! Runs in: the supervisor, at start (adoption) and whenever a service comes up (records).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::unistd::Pid;
@@ -12,6 +11,7 @@ use super::service::Run;
 use super::Daemon;
 use crate::child::Child;
 use crate::lifecycle::{Lifecycle, State};
+use crate::notify;
 use crate::protocol::{epoch_secs, from_epoch_secs};
 use crate::record::{self, Record};
 use crate::ring::Stream;
@@ -102,6 +102,7 @@ impl Daemon {
             Lifecycle::adopted(service.lifecycle.policy, state, record.restarts, up_since);
         service.since = now;
         let ring = service.ring.clone();
+        let runtime = service.runtime.clone();
         let ready_file = (state == State::Running)
             .then(|| service.runtime.ready.as_ref()?.file.clone())
             .flatten();
@@ -123,8 +124,21 @@ impl Daemon {
             }
         }
         self.watch_exit(name, generation, child);
-        let ready_watch =
-            self.watch_readiness(name, generation, ready_file.map(PathBuf::from), None);
+        // Its notify socket went with the supervisor that bound it: a new one at the same path
+        // (the container sees the directory) keeps its watchdog watched.
+        let notify = match runtime.watchdog {
+            Some(_) => match notify::Socket::bind(&self.config.notify_dir.join(name)) {
+                Ok(socket) => Some(socket),
+                Err(err) => {
+                    self.events.line(&format!(
+                        "{name}: notify socket: {err}: its watchdog is not watched"
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let ready_watch = self.watch_notes(name, generation, &runtime, ready_file, notify);
         if let Some(service) = self.services.get_mut(name) {
             service.begin_run(Run {
                 pid,
@@ -135,6 +149,7 @@ impl Daemon {
                 pipes: [record.stdout, record.stderr],
             });
         }
+        self.watch_health(name, generation);
         // The record first: a supervisor killed after the line below adopts it again.
         self.save_record(name);
         self.events.line(&format!(

@@ -7,8 +7,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::Signal;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use spec::supervision::OnFailure;
 
+use super::service::Service;
 use super::{Daemon, Message};
 use crate::console::Weight;
 use crate::lifecycle::{Action, Event, State};
@@ -54,7 +57,8 @@ impl Daemon {
                     service.report_output = true;
                 }
             }
-            let came_up = before != after && after.runs();
+            // A first pass of its healthcheck brings it up as a dependency too.
+            let came_up = (before != after && after.runs()) || event == Event::Healthy;
             if came_up {
                 self.save_record(&name);
             }
@@ -113,9 +117,51 @@ impl Daemon {
                 } else {
                     first_round
                 };
-                (format!("{name}: {exit}"), weight)
+                let mut line = format!("{name}: {exit}");
+                if let Some(fault) = service.and_then(|s| s.lifecycle.last_fault()) {
+                    line = format!("{line} (stopped: {fault})");
+                }
+                if after == State::Failed {
+                    line.push_str(&failed_for_good(service));
+                }
+                (line, weight)
             }
+            Event::StartFailed { .. } if after == State::Failed => (
+                format!("{name}: not started{}", failed_for_good(service)),
+                Weight::Notice,
+            ),
+            Event::Unhealthy if after == State::Stopping => {
+                let report = service.and_then(|s| s.health.lock().ok().map(|r| r.clone()));
+                let failures = report.as_ref().map_or(0, |r| r.failures);
+                let detail = report
+                    .and_then(|r| r.last)
+                    .map_or(String::new(), |(outcome, _)| {
+                        format!(", the last: {}", outcome.detail)
+                    });
+                (
+                    format!(
+                        "{name}: unhealthy ({failures} failed probes in a row{detail}): stopping with {}",
+                        policy.map_or_else(|| "SIGTERM".to_owned(), |p| p.stop_signal.to_string())
+                    ),
+                    Weight::Notice,
+                )
+            }
+            Event::WatchdogTimeout if after == State::Stopping => (
+                format!(
+                    "{name}: no WATCHDOG=1 within {}s: aborting it with SIGABRT",
+                    service.and_then(|s| s.runtime.watchdog).unwrap_or_default()
+                ),
+                Weight::Notice,
+            ),
             Event::BecameReady if after == State::Ready => (format!("{name}: ready"), first_round),
+            Event::Healthy if after.runs() => {
+                let detail = service
+                    .and_then(|s| s.health.lock().ok()?.last.clone())
+                    .map_or(String::new(), |(outcome, _)| {
+                        format!(" ({})", outcome.detail)
+                    });
+                (format!("{name}: healthy{detail}"), first_round)
+            }
             Event::StopRequested if after == State::Stopping => (
                 format!(
                     "{name}: stopping with {}",
@@ -192,6 +238,10 @@ impl Daemon {
                 self.timer(name, delay, Event::StopTimeout);
                 None
             }
+            Action::EndMachine(how) => {
+                self.end_machine(name, how);
+                None
+            }
             Action::RestartTimer(delay) => {
                 let restarts = service.lifecycle.restarts() + 1;
                 self.events.detail(&format!(
@@ -216,5 +266,43 @@ impl Daemon {
                 event,
             });
         });
+    }
+
+    /// `onFailure`: says why, then asks init (PID 1) to reboot or power off, as busybox's
+    /// `reboot` and `poweroff` do; init stops every service in order on the way.
+    fn end_machine(&mut self, name: &str, how: OnFailure) {
+        let signal = match how {
+            OnFailure::Reboot => Signal::SIGTERM,
+            OnFailure::Poweroff => Signal::SIGUSR2,
+        };
+        self.events.weighed(
+            &format!(
+                "{name}: failed for good: onFailure: {how}, asking init to {how}",
+                how = how.as_str()
+            ),
+            Weight::Notice,
+        );
+        if let Err(err) = kill(Pid::from_raw(1), signal) {
+            self.events.line(&format!(
+                "{name}: onFailure: signal init (pid 1) with {signal}: {err}"
+            ));
+        }
+    }
+}
+
+/// What a line about a service that failed for good adds: that restartLimit gave up on it.
+fn failed_for_good(service: Option<&Service>) -> String {
+    let Some(service) = service else {
+        return String::new();
+    };
+    match (
+        service.lifecycle.limit_reached(),
+        service.runtime.restart_limit,
+    ) {
+        (true, Some(limit)) => format!(
+            "; restartLimit reached ({} restarts within {}s): failed, not restarted",
+            limit.burst, limit.interval
+        ),
+        _ => "; failed".to_owned(),
     }
 }

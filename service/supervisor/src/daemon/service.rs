@@ -3,6 +3,7 @@
 //! dependency, and what `list` and `status` show of it.
 //! Runs in: the supervisor's event loop. Pure.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use nix::unistd::Pid;
@@ -10,8 +11,9 @@ use prepare::Prepared;
 use spec::Runtime;
 use tokio::task::JoinHandle;
 
+use crate::health::{self, Health};
 use crate::lifecycle::{Lifecycle, Policy, State};
-use crate::protocol::{epoch_secs, ServiceInfo};
+use crate::protocol::{epoch_secs, LastProbe, ServiceInfo};
 use crate::ring::Ring;
 
 /// One supervised service.
@@ -39,6 +41,12 @@ pub struct Service {
     pub problem: Option<String>,
     /// The pipes of the current run's stdout and stderr (`pipe:[INODE]`).
     pub pipes: [Option<String>; 2],
+    /// The last `STATUS=` text the current run sent on its notify socket.
+    pub status: Arc<Mutex<Option<String>>>,
+    /// The current run's health, with a healthcheck.
+    pub health: health::Shared,
+    /// The task probing the current run's health.
+    pub health_watch: Option<JoinHandle<()>>,
 }
 
 /// What a run of a service has once its container init is going: started here or adopted from
@@ -73,6 +81,9 @@ impl Service {
             since: SystemTime::now(),
             problem: None,
             pipes: [None, None],
+            status: Arc::default(),
+            health: Arc::default(),
+            health_watch: None,
         }
     }
 
@@ -99,20 +110,34 @@ impl Service {
     /// Ends the current run once its processes are gone: no pid, no readiness watch; returns
     /// what was prepared for it, to undo. Its output tasks and first line stay, for the report.
     pub fn end_run(&mut self) -> Option<Prepared> {
-        if let Some(watch) = self.ready_watch.take() {
+        for watch in [self.ready_watch.take(), self.health_watch.take()]
+            .into_iter()
+            .flatten()
+        {
             watch.abort();
         }
         self.pid = None;
         self.prepared.take()
     }
 
-    /// Whether it is up as a dependency: running, or ready if it declares readiness.
+    /// Whether it is up as a dependency: running, or ready if it declares readiness; and
+    /// healthy if it has a healthcheck.
     pub fn is_up(&self) -> bool {
-        match self.lifecycle.state() {
+        let started = match self.lifecycle.state() {
             State::Ready => true,
             State::Running => self.runtime.ready.is_none(),
             _ => false,
+        };
+        started && (self.runtime.healthcheck.is_none() || self.health() == Some(Health::Healthy))
+    }
+
+    /// Its health while it runs, with a healthcheck.
+    pub fn health(&self) -> Option<Health> {
+        self.runtime.healthcheck.as_ref()?;
+        if !self.lifecycle.state().runs() {
+            return None;
         }
+        self.health.lock().ok().map(|report| report.health)
     }
 
     /// What `list` and `status` show of it.
@@ -129,7 +154,23 @@ impl Service {
             restarts: self.lifecycle.restarts(),
             last_exit: self.lifecycle.last_exit().map(Into::into),
             depends_on: self.runtime.depends_on.clone(),
-            problem: self.problem.clone(),
+            problem: self.problem.clone().or_else(|| {
+                (self.lifecycle.state() == State::Failed)
+                    .then(|| self.lifecycle.last_fault().map(|fault| fault.to_string()))
+                    .flatten()
+            }),
+            status_text: self.status.lock().ok().and_then(|status| status.clone()),
+            health: self.health().map(|health| health.to_string()),
+            last_probe: self
+                .runtime
+                .healthcheck
+                .as_ref()
+                .and_then(|_| self.health.lock().ok()?.last.clone())
+                .map(|(outcome, at)| LastProbe {
+                    passed: outcome.passed,
+                    detail: outcome.detail,
+                    at: epoch_secs(at),
+                }),
         }
     }
 }
@@ -147,5 +188,9 @@ fn policy(runtime: &Runtime) -> Policy {
         stop_timeout: runtime
             .stop_timeout
             .map_or(defaults.stop_timeout, Duration::from_secs),
+        restart_limit: runtime
+            .restart_limit
+            .map(|limit| (limit.burst, Duration::from_secs(limit.interval))),
+        on_failure: runtime.on_failure,
     }
 }

@@ -481,3 +481,89 @@ impl Lines {
         }
     }
 }
+
+/// The control socket of a daemon started by [`start_daemon`].
+pub const SOCKET: &str = "/run/service.sock";
+
+/// `service COMMAND --socket SOCKET ARGS...`.
+pub fn cli(args: &[&str]) -> Output {
+    let mut command = Command::new(SERVICE);
+    command
+        .arg(args[0])
+        .args(["--socket", SOCKET])
+        .args(&args[1..]);
+    output_via_files(&mut command)
+}
+
+/// Runs a CLI command that must succeed; returns its stdout.
+pub fn cli_ok(args: &[&str]) -> String {
+    let output = cli(args);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "service {args:?}: {}\n{stdout}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Runs a CLI command that must fail; returns its stderr.
+pub fn cli_fails(args: &[&str]) -> String {
+    failure(&cli(args), &format!("service {args:?}"))
+}
+
+/// The stderr of `what`, which must have failed.
+pub fn failure(output: &Output, what: &str) -> String {
+    assert!(
+        !output.status.success(),
+        "{what} succeeded: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn json_of(args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    serde_json::from_str(&cli_ok(&args)).unwrap()
+}
+
+/// The `list --json` entry of service `name`.
+pub fn listed(name: &str) -> Value {
+    let list = json_of(&["list"]);
+    list["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|service| service["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not listed: {list}"))
+        .clone()
+}
+
+/// Stops a daemon started by [`start_daemon`] with SIGTERM, as init does, and checks that it
+/// ended well and left nothing behind.
+pub fn stop_daemon(daemon: &mut std::process::Child, lines: &mut Lines) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(daemon.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    lines.expect("all services stopped");
+    let status = daemon.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_nothing_left("the daemon's shutdown");
+}
+
+impl Lines {
+    /// Waits for `NAME: running, pid N` with N other than `old` (a restart); returns N.
+    pub fn restarted(&mut self, name: &str, old: i32) -> i32 {
+        let running = format!("{name}: running, pid ");
+        loop {
+            let pid = pid_of(&self.expect(&running));
+            if pid != old {
+                return pid;
+            }
+            // The earlier run's line: look past it.
+            self.seen
+                .retain(|seen| !seen.contains(&running) || pid_of(seen) != old);
+        }
+    }
+}

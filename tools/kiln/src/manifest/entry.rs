@@ -14,6 +14,7 @@ use oci_spec::runtime::{
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use spec::runtime::{BindNs, Interface, Mount, Ready, Restart};
+use spec::supervision::{Healthcheck, OnFailure, RestartLimit};
 
 use crate::manifest::diagnostic::Origin;
 
@@ -213,6 +214,14 @@ pub struct RuntimeConfig {
     pub timeout: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watchdog: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart_limit: Option<RestartLimit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<OnFailure>,
 }
 
 impl RuntimeConfig {
@@ -224,6 +233,10 @@ impl RuntimeConfig {
             ("ready", self.ready.is_some()),
             ("stopSignal", self.stop_signal.is_some()),
             ("stopTimeout", self.stop_timeout.is_some()),
+            ("healthcheck", self.healthcheck.is_some()),
+            ("watchdog", self.watchdog.is_some()),
+            ("restartLimit", self.restart_limit.is_some()),
+            ("onFailure", self.on_failure.is_some()),
         ]
         .into_iter()
         .filter_map(|(key, set)| set.then_some(key))
@@ -246,6 +259,10 @@ impl RuntimeConfig {
             stop_timeout: self.stop_timeout,
             timeout: self.timeout,
             init: self.init.unwrap_or(false),
+            healthcheck: self.healthcheck.clone(),
+            watchdog: self.watchdog,
+            restart_limit: self.restart_limit,
+            on_failure: self.on_failure,
         }
     }
 }

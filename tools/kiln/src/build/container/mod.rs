@@ -572,11 +572,14 @@ mod tests {
         let yaml = "services:\n  - name: s\n    image: alpine\n    runtime:\n      \
                     cgroups: [kiln/s]\n      bindNS: {net: /run/netns/s}\n      \
                     mounts: [{type: bind, source: data, destination: /var/data}]\n      \
-                    restart: always\n";
+                    restart: always\n      watchdog: 9\n      \
+                    healthcheck: {tcp: \"127.0.0.1:80\", retries: 5}\n";
         let label = json!({"runtime": {
             "cgroups": ["label"], "mkdir": ["/var/lib/s"],
             "bindNS": {"net": "/run/netns/label", "uts": "/run/uts/s"},
-            "stopTimeout": 3, "init": true,
+            "stopTimeout": 3, "init": true, "watchdog": 30,
+            "healthcheck": {"exec": ["true"]},
+            "restartLimit": {"burst": 3, "interval": 10}, "onFailure": "poweroff",
         }});
         let label: ImageConfig = serde_json::from_value(label).expect("label");
         let configs = convert(&entry(yaml), &label, &image_config(), &context()).expect("convert");
@@ -595,6 +598,14 @@ mod tests {
         assert_eq!(runtime["restart"], json!("always"));
         assert_eq!(runtime["stopTimeout"], json!(3));
         assert_eq!(runtime["init"], json!(true));
+        assert_eq!(runtime["watchdog"], json!(9));
+        assert_eq!(
+            runtime["healthcheck"],
+            json!({"tcp": "127.0.0.1:80", "retries": 5}),
+            "the manifest's healthcheck replaces the label's whole"
+        );
+        assert_eq!(runtime["restartLimit"], json!({"burst": 3, "interval": 10}));
+        assert_eq!(runtime["onFailure"], json!("poweroff"));
         let off = "services:\n  - name: s\n    image: alpine\n    runtime:\n      init: false\n";
         let configs = convert(&entry(off), &label, &image_config(), &context()).expect("convert");
         let runtime: Value =

@@ -50,5 +50,9 @@ pub fn runtime_of(layers: &Layers<'_, RuntimeConfig>, context: &Context) -> spec
         stop_timeout: layers.get(|c| &c.stop_timeout),
         timeout: layers.get(|c| &c.timeout),
         init: layers.get(|c| &c.init).unwrap_or(false),
+        healthcheck: layers.get(|c| &c.healthcheck),
+        watchdog: layers.get(|c| &c.watchdog),
+        restart_limit: layers.get(|c| &c.restart_limit),
+        on_failure: layers.get(|c| &c.on_failure),
     }
 }
