@@ -19,6 +19,7 @@ mod shutdown;
 mod spawn;
 mod supervisor;
 mod switch_root;
+mod watchdog;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -73,9 +74,18 @@ fn main() -> ExitCode {
     early::make_resolv_conf_target();
     scripts::run_all(Path::new("/etc/init.d"));
 
+    // Only the system's init owns the machine's watchdog.
+    let watchdog = if system {
+        watchdog::Watchdog::start(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default())
+    } else {
+        None
+    };
     let mut supervisor = Supervisor::from_env();
     supervisor.start(Instant::now());
     let action = main_loop(&signals, &mut supervisor);
+    if let Some(watchdog) = &watchdog {
+        watchdog.ending();
+    }
     shutdown::run(action, &mut supervisor, &signals, system);
     ExitCode::SUCCESS
 }

@@ -218,6 +218,12 @@ impl Prober {
             .spawn_exec(&self.name, args, None, stdio)
             .map_err(io::Error::other)?;
         let child = exec::watched(&self.exec_helpers, pid).map_err(io::Error::other)?;
+        // Off the list however this ends, a task aborted mid-probe included: the orphan
+        // reaper then takes its exit.
+        let _listed = Listed {
+            helpers: &self.exec_helpers,
+            pid,
+        };
         let mut output = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
         let read_output = async {
             let mut kept = Vec::new();
@@ -243,7 +249,6 @@ impl Prober {
             Ok(Err(()))
         };
         let (kept, exit) = tokio::join!(read_output, waited);
-        exec::forget(&self.exec_helpers, pid);
         let text = last_line(&kept);
         Ok(match exit? {
             Err(()) => {
@@ -261,6 +266,18 @@ impl Prober {
                 }
             }
         })
+    }
+}
+
+/// An exec probe's helper on the list the orphan reaper leaves alone, until dropped.
+struct Listed<'a> {
+    helpers: &'a exec::Helpers,
+    pid: Pid,
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        exec::forget(self.helpers, self.pid);
     }
 }
 

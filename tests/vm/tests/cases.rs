@@ -292,6 +292,72 @@ fn a_crashing_service_is_restarted_and_dependents_wait_for_readiness() {
     }
 }
 
+/// Builds base.yml with the case `name` and boots it, which must end with the guest's reboot
+/// (qemu runs with `-no-reboot`): the console.
+fn boot_to_reboot(name: &str) -> Run {
+    let case = format!("tests/vm/cases/{name}.yml");
+    let out = build(name, &["tests/vm/cases/base.yml", &case], &[]);
+    let mut child = kiln_run(name, out.path(), &[]);
+    let mut console = LiveConsole::of(&mut child);
+    let (status, stderr) = console.finish(&mut child);
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{name}: kiln run did not end with the guest:\n{}\n{stderr}",
+        console.text
+    );
+    Run {
+        outcome: Outcome::PoweredOff,
+        console: console.text,
+    }
+}
+
+/// A service past its restartLimit with `onFailure: reboot`: the reason is said first, then
+/// init shuts down in order and reboots.
+#[test]
+fn a_service_past_its_restart_limit_reboots_the_machine_saying_why() {
+    let run = boot_to_reboot("onfailure");
+    let order = [
+        "service: failer: exited with status 3",
+        "service: failer: exited with status 3; restartLimit reached (1 restarts within 60s): failed, not restarted",
+        "service: failer: failed for good: onFailure: reboot, asking init to reboot",
+        "init: SIGTERM received: reboot",
+        "service: all services stopped",
+        "reboot: Restarting system",
+    ]
+    .map(|line| run.assert_printed(line));
+    assert!(order.is_sorted(), "{order:?}:\n{}", run.console);
+    assert_eq!(
+        run.console
+            .matches("service: failer: exited with status 3")
+            .count(),
+        2,
+        "started once, restarted once:\n{}",
+        run.console
+    );
+}
+
+/// `kiln.watchdog=6`: softdog armed and petted while the supervisor answers; the supervisor
+/// stopped with SIGSTOP, softdog resets the machine.
+#[test]
+fn a_stopped_supervisor_lets_softdog_reset_the_machine() {
+    let run = boot_to_reboot("watchdog");
+    let order = [
+        "init: watchdog: /dev/watchdog (softdog) armed, 6 s: petted while the supervisor answers",
+        "init: watchdog: the supervisor answers: from now on it is petted only while it does",
+        "stopper: SIGSTOP to the supervisor, pid ",
+        "init: watchdog: the supervisor does not answer on /run/service.sock: not petting",
+        "softdog: Initiating system reboot",
+    ]
+    .map(|line| run.assert_printed(line));
+    assert!(order.is_sorted(), "{order:?}:\n{}", run.console);
+    assert!(
+        !run.console.contains("received: reboot"),
+        "the reset came from the watchdog, not a shutdown:\n{}",
+        run.console
+    );
+}
+
 /// Types `keys` every few seconds until `text` is shown (a shell that is not there yet, or
 /// not yet back, misses keys typed ahead).
 fn answered(term: &mut Terminal, keys: &str, text: &str) {

@@ -28,6 +28,9 @@ const MODULES: &str = "lib/modules";
 const ETC_MODULES: &str = "etc/modules";
 /// Where a container's filesystem tools (`mkfs.TYPE`, `fsck.TYPE`) are found.
 const TOOL_DIRS: [&str; 4] = ["sbin", "usr/sbin", "bin", "usr/bin"];
+/// The modules init itself may load whatever the manifest says: softdog, for the machine
+/// watchdog that `kiln.watchdog=` (which may come at run time) asks for.
+const INIT_MODULES: [&str; 1] = ["softdog"];
 /// Mount types that need no filesystem of their own.
 const NOT_FILESYSTEMS: [&str; 3] = ["bind", "rbind", "none"];
 
@@ -338,6 +341,7 @@ pub fn prune(rootfs: &mut Tree, needs: &Needs, patterns: &[String]) -> Result<Ve
         .into_iter()
         .map(|(name, _)| name)
         .chain(needs.requests.clone())
+        .chain(INIT_MODULES.map(str::to_owned))
         .collect();
     let devices: Vec<&str> = TARGET_DEVICES.iter().map(|d| d.modalias).collect();
     let releases: Vec<String> = rootfs
