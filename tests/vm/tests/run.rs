@@ -64,6 +64,8 @@ fn published_ports_reach_the_guest_and_the_restricted_guest_reaches_nothing() {
     let host = TcpListener::bind("127.0.0.1:0").expect("bind");
     let host_port = host.local_addr().expect("address").port();
     host.set_nonblocking(true).expect("nonblocking");
+    // The guest's listener on port 81 starts before its web server, so it listens by the time
+    // the host, having fetched the page, connects to it.
     built_with(
         &kernel,
         out.path(),
@@ -78,10 +80,12 @@ mount -t proc proc /proc
          cat /sys/class/net/eth0/address
          for word in $(cat /proc/cmdline); do case $word in kiln.hostport=*) port=${word#*=};; esac; done\n\
          if echo hello | nc -w 3 10.0.2.2 $port; then echo reached-the-host;          else echo host-unreachable; fi
+         nc -l -p 81 > /dev/null &
+         listener=$!
          mkdir -p /www && echo page-from-the-guest > /www/index.html
          httpd -p 80 -h /www
          echo guest-serving
-         nc -l -p 81 > /dev/null
+         wait $listener
          probe --exit 7
          sleep 1000
 ",
