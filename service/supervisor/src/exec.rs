@@ -52,10 +52,9 @@ impl Helpers {
 #[derive(Debug)]
 pub struct Session {
     name: String,
-    helper: Child,
+    helper: Watched,
     messages: Option<OwnedFd>,
     terminal: Option<Console>,
-    helpers: Helpers,
 }
 
 /// The listening socket to which the runtime sends a pseudo-terminal's master.
@@ -117,32 +116,56 @@ pub fn start(
     let (pid, messages) = runtime_helper
         .spawn_exec(name, args, socket, stdio)
         .map_err(|err| fail(&err))?;
-    let helper = watched(helpers, pid).map_err(|err| fail(&err))?;
+    let helper = Watched::new(helpers, pid).map_err(|err| fail(&err))?;
     Ok(Session {
         name: name.to_owned(),
         helper,
         messages: Some(messages),
         terminal,
-        helpers: helpers.clone(),
     })
 }
 
-/// Watches exec helper `pid`, just spawned by the caller: registered before the event loop's
-/// next turn, so that its reaper never takes this exit; [`forget`] it once reaped. A helper that
-/// cannot be watched is killed and reaped.
-pub fn watched(helpers: &Helpers, pid: Pid) -> Result<Child, String> {
-    helpers.insert(pid);
-    Child::new(pid).map_err(|err| {
-        let _ = kill(pid, Signal::SIGKILL);
-        let _ = nix::sys::wait::waitpid(pid, None);
-        helpers.remove(pid);
-        format!("watch the exec helper {pid}: {err}")
-    })
+/// An exec helper the caller spawned, watched through its pidfd and on the list the orphan
+/// reaper leaves alone for as long as this lives; dropped (its exit taken, or its task
+/// aborted), it is off the list, and the reaper takes an exit not yet taken.
+#[derive(Debug)]
+pub struct Watched {
+    child: Child,
+    helpers: Helpers,
 }
 
-/// Takes a reaped exec helper off the list.
-pub fn forget(helpers: &Helpers, pid: Pid) {
-    helpers.remove(pid);
+impl Watched {
+    /// Watches helper `pid`, just spawned: listed before the event loop's next turn, so that
+    /// its reaper never takes this exit. A helper that cannot be watched is killed and reaped.
+    pub fn new(helpers: &Helpers, pid: Pid) -> Result<Self, String> {
+        helpers.insert(pid);
+        match Child::new(pid) {
+            Ok(child) => Ok(Self {
+                child,
+                helpers: helpers.clone(),
+            }),
+            Err(err) => {
+                let _ = kill(pid, Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(pid, None);
+                helpers.remove(pid);
+                Err(format!("watch the exec helper {pid}: {err}"))
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Watched {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.child
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        self.helpers.remove(self.child.pid());
+    }
 }
 
 impl Console {
@@ -257,12 +280,6 @@ impl Session {
                 self.name
             )),
         }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.helpers.remove(self.helper.pid());
     }
 }
 

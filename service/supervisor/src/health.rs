@@ -217,13 +217,8 @@ impl Prober {
             .helper
             .spawn_exec(&self.name, args, None, stdio)
             .map_err(io::Error::other)?;
-        let child = exec::watched(&self.exec_helpers, pid).map_err(io::Error::other)?;
-        // Off the list however this ends, a task aborted mid-probe included: the orphan
-        // reaper then takes its exit.
-        let _listed = Listed {
-            helpers: &self.exec_helpers,
-            pid,
-        };
+        // Off the reaper's list however this ends, a task aborted mid-probe included.
+        let child = exec::Watched::new(&self.exec_helpers, pid).map_err(io::Error::other)?;
         let mut output = tokio::net::unix::pipe::Receiver::from_owned_fd(read)?;
         let read_output = async {
             let mut kept = Vec::new();
@@ -266,18 +261,6 @@ impl Prober {
                 }
             }
         })
-    }
-}
-
-/// An exec probe's helper on the list the orphan reaper leaves alone, until dropped.
-struct Listed<'a> {
-    helpers: &'a exec::Helpers,
-    pid: Pid,
-}
-
-impl Drop for Listed<'_> {
-    fn drop(&mut self) {
-        exec::forget(self.helpers, self.pid);
     }
 }
 

@@ -252,6 +252,17 @@ impl Run {
             .find(text)
             .unwrap_or_else(|| panic!("`{text}` not on the console:\n{}", self.console))
     }
+
+    /// Panics, showing the console, unless every one of `texts` was printed, each first
+    /// printed after the one before it.
+    pub fn assert_in_order(&self, texts: &[&str]) {
+        let at: Vec<usize> = texts.iter().map(|text| self.assert_printed(text)).collect();
+        assert!(
+            at.is_sorted(),
+            "not in this order: {texts:#?} (at {at:?}):\n{}",
+            self.console
+        );
+    }
 }
 
 /// A virtual machine to boot: Kiln's qemu recipe with the test kernel.

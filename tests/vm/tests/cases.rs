@@ -317,16 +317,14 @@ fn boot_to_reboot(name: &str) -> Run {
 #[test]
 fn a_service_past_its_restart_limit_reboots_the_machine_saying_why() {
     let run = boot_to_reboot("onfailure");
-    let order = [
+    run.assert_in_order(&[
         "service: failer: exited with status 3",
         "service: failer: exited with status 3; restartLimit reached (1 restarts within 60s): failed, not restarted",
         "service: failer: failed for good: onFailure: reboot, asking init to reboot",
         "init: SIGTERM received: reboot",
         "service: all services stopped",
         "reboot: Restarting system",
-    ]
-    .map(|line| run.assert_printed(line));
-    assert!(order.is_sorted(), "{order:?}:\n{}", run.console);
+    ]);
     assert_eq!(
         run.console
             .matches("service: failer: exited with status 3")
@@ -342,15 +340,13 @@ fn a_service_past_its_restart_limit_reboots_the_machine_saying_why() {
 #[test]
 fn a_stopped_supervisor_lets_softdog_reset_the_machine() {
     let run = boot_to_reboot("watchdog");
-    let order = [
+    run.assert_in_order(&[
         "init: watchdog: /dev/watchdog (softdog) armed, 6 s: petted while the supervisor answers",
         "init: watchdog: the supervisor answers: from now on it is petted only while it does",
         "stopper: SIGSTOP to the supervisor, pid ",
         "init: watchdog: the supervisor does not answer on /run/service.sock: not petting",
         "softdog: Initiating system reboot",
-    ]
-    .map(|line| run.assert_printed(line));
-    assert!(order.is_sorted(), "{order:?}:\n{}", run.console);
+    ]);
     assert!(
         !run.console.contains("received: reboot"),
         "the reset came from the watchdog, not a shutdown:\n{}",

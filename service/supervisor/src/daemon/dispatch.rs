@@ -57,8 +57,7 @@ impl Daemon {
                     service.report_output = true;
                 }
             }
-            // A first pass of its healthcheck brings it up as a dependency too.
-            let came_up = (before != after && after.runs()) || event == Event::Healthy;
+            let came_up = before != after && after.runs();
             if came_up {
                 self.save_record(&name);
             }
@@ -68,7 +67,8 @@ impl Daemon {
                     queue.push_back((name.clone(), None, event));
                 }
             }
-            if came_up {
+            // A first pass of its healthcheck brings it up as a dependency too.
+            if came_up || event == Event::Healthy {
                 self.start_ready_dependents();
             }
         }
@@ -104,6 +104,13 @@ impl Daemon {
     pub(super) fn log_event(&mut self, name: &str, event: Event, before: State, after: State) {
         let service = self.services.get(name);
         let policy = service.map(|s| s.lifecycle.policy);
+        let stop_signal =
+            policy.map_or_else(|| "SIGTERM".to_owned(), |p| p.stop_signal.to_string());
+        let last_probe = || {
+            service
+                .and_then(Service::last_probe)
+                .map(|(outcome, _)| outcome.detail)
+        };
         let first_round = Weight::of_round(service.map_or(0, |s| s.lifecycle.restarts()));
         let (mut line, weight) = match event {
             Event::Started => match service.and_then(|s| s.pid) {
@@ -131,17 +138,14 @@ impl Daemon {
                 Weight::Notice,
             ),
             Event::Unhealthy if after == State::Stopping => {
-                let report = service.and_then(|s| s.health.lock().ok().map(|r| r.clone()));
-                let failures = report.as_ref().map_or(0, |r| r.failures);
-                let detail = report
-                    .and_then(|r| r.last)
-                    .map_or(String::new(), |(outcome, _)| {
-                        format!(", the last: {}", outcome.detail)
-                    });
+                let failures = service
+                    .and_then(|s| s.health.lock().ok().map(|report| report.failures))
+                    .unwrap_or(0);
+                let detail =
+                    last_probe().map_or(String::new(), |detail| format!(", the last: {detail}"));
                 (
                     format!(
-                        "{name}: unhealthy ({failures} failed probes in a row{detail}): stopping with {}",
-                        policy.map_or_else(|| "SIGTERM".to_owned(), |p| p.stop_signal.to_string())
+                        "{name}: unhealthy ({failures} failed probes in a row{detail}): stopping with {stop_signal}"
                     ),
                     Weight::Notice,
                 )
@@ -155,18 +159,11 @@ impl Daemon {
             ),
             Event::BecameReady if after == State::Ready => (format!("{name}: ready"), first_round),
             Event::Healthy if after.runs() => {
-                let detail = service
-                    .and_then(|s| s.health.lock().ok()?.last.clone())
-                    .map_or(String::new(), |(outcome, _)| {
-                        format!(" ({})", outcome.detail)
-                    });
+                let detail = last_probe().map_or(String::new(), |detail| format!(" ({detail})"));
                 (format!("{name}: healthy{detail}"), first_round)
             }
             Event::StopRequested if after == State::Stopping => (
-                format!(
-                    "{name}: stopping with {}",
-                    policy.map_or_else(|| "SIGTERM".to_owned(), |p| p.stop_signal.to_string())
-                ),
+                format!("{name}: stopping with {stop_signal}"),
                 Weight::Detail,
             ),
             Event::StopTimeout if after == State::Stopping => (

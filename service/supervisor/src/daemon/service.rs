@@ -26,6 +26,7 @@ pub struct Service {
     pub generation: u64,
     pub pid: Option<Pid>,
     pub prepared: Option<Prepared>,
+    /// The task watching the current run's ready file and notify socket.
     pub ready_watch: Option<JoinHandle<()>>,
     /// Its recent output, across restarts.
     pub ring: Ring,
@@ -107,7 +108,7 @@ impl Service {
         self.problem = None;
     }
 
-    /// Ends the current run once its processes are gone: no pid, no readiness watch; returns
+    /// Ends the current run once its processes are gone: no pid, no watching tasks; returns
     /// what was prepared for it, to undo. Its output tasks and first line stay, for the report.
     pub fn end_run(&mut self) -> Option<Prepared> {
         for watch in [self.ready_watch.take(), self.health_watch.take()]
@@ -140,6 +141,12 @@ impl Service {
         self.health.lock().ok().map(|report| report.health)
     }
 
+    /// The current run's last probe and when it ended, with a healthcheck.
+    pub fn last_probe(&self) -> Option<(health::Outcome, SystemTime)> {
+        self.runtime.healthcheck.as_ref()?;
+        self.health.lock().ok()?.last.clone()
+    }
+
     /// What `list` and `status` show of it.
     pub fn info(&self, name: &str) -> ServiceInfo {
         ServiceInfo {
@@ -161,16 +168,11 @@ impl Service {
             }),
             status_text: self.status.lock().ok().and_then(|status| status.clone()),
             health: self.health().map(|health| health.to_string()),
-            last_probe: self
-                .runtime
-                .healthcheck
-                .as_ref()
-                .and_then(|_| self.health.lock().ok()?.last.clone())
-                .map(|(outcome, at)| LastProbe {
-                    passed: outcome.passed,
-                    detail: outcome.detail,
-                    at: epoch_secs(at),
-                }),
+            last_probe: self.last_probe().map(|(outcome, at)| LastProbe {
+                passed: outcome.passed,
+                detail: outcome.detail,
+                at: epoch_secs(at),
+            }),
         }
     }
 }
